@@ -1,0 +1,31 @@
+# Everything runs from the project's own virtualenv, created by `make install`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test test-fast lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/oceantaco demo
+
+lint: install
+	$(BIN)/ruff check .
+
+# One real Prefect server for the whole suite; the tests start moto, the GCS emulator and HTTP servers.
+test: install lint
+	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q
+
+# Without the Prefect server: tests marked `prefect` skip.
+test-fast: install
+	$(BIN)/pytest -q -m "not prefect"
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -1,0 +1,265 @@
+"""``oceantaco`` command line: the seed pipeline's three steps plus ``run`` (Prefect) and ``demo``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from oceantaco import steps
+from oceantaco.formatting import FormatResult
+from oceantaco.inventory import INVENTORY_NAME
+from oceantaco.settings import Settings
+from oceantaco.storage import Storage
+
+app = typer.Typer(help="Build the OceanTACO dataset: download -> format -> build.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _date(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
+
+
+def _refuse(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _products(names: list[str] | None) -> list[str]:
+    try:
+        return [p.token for p in steps.select_products(names or None)]
+    except (steps.NotSupportedError, KeyError) as exc:
+        _refuse(str(exc).strip("\"'"))
+        raise
+
+
+def _refuse_unimplemented(**flags: object) -> None:
+    """Refuse flags of the seed CLI whose feature is not built yet, instead of ignoring them."""
+    given = [name.replace("_", "-") for name, value in flags.items() if value]
+    if given:
+        _refuse(f"--{', --'.join(given)}: not implemented yet")
+
+
+def _note_unsupported() -> None:
+    console.print(
+        f"[dim]products not implemented yet, skipped: {', '.join(steps.unsupported_products())}[/dim]"
+    )
+
+
+def _join(base: str, name: str) -> str:
+    return name if "://" in name or Path(name).is_absolute() else f"{base.rstrip('/')}/{name}"
+
+
+@app.command()
+def download(
+    start_date: Annotated[str, typer.Option(help="Start date (inclusive), YYYY-MM-DD.")] = "2024-01-01",
+    end_date: Annotated[str, typer.Option(help="End date (inclusive), YYYY-MM-DD.")] = "2024-01-04",
+    output_dir: Annotated[str, typer.Option(help="Raw root: local path or bucket URL.")] = "./ssh_state_data",
+    log_dir: Annotated[str | None, typer.Option(help="Report directory (default <output-dir>/logs).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be fetched (default).")
+    ] = False,
+    do_download: Annotated[bool, typer.Option("--download", help="Fetch the files.")] = False,
+    weekly_batches: Annotated[bool, typer.Option(help="Plan and fetch in 7-day spans.")] = False,
+    continue_on_error: Annotated[bool, typer.Option(help="Go on with other products if one fails.")] = False,
+    sources: Annotated[
+        list[str] | None, typer.Option(help="Products to fetch (default: all implemented).")
+    ] = None,
+    aviso_ftp_user: Annotated[str | None, typer.Option(hidden=True)] = None,
+    aviso_ftp_pass: Annotated[str | None, typer.Option(hidden=True)] = None,
+    swot_level: Annotated[str | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Fetch raw upstream files into the raw root, in the original pipeline's layout."""
+    _refuse_unimplemented(aviso_ftp_user=aviso_ftp_user, aviso_ftp_pass=aviso_ftp_pass, swot_level=swot_level)
+    if dry_run and do_download:
+        _refuse("--dry-run and --download are mutually exclusive")
+    start, end = _date(start_date), _date(end_date)
+    days = steps.date_range(start, end)
+    products = _products(sources)
+    if not sources:
+        _note_unsupported()
+    settings = Settings()
+    raw = Storage(output_dir)
+    report = steps.DownloadReport(started=steps.timestamp(), dry_run=not do_download)
+    spans = [days[i : i + 7] for i in range(0, len(days), 7)] if weekly_batches else [days]
+    for token in products:
+        product = steps.load_catalog()[token]
+        try:
+            for span in spans:
+                for plan in steps.plan_downloads(product, span, settings):
+                    report.add_plan(plan)
+                    if do_download:
+                        report.add_outcomes(plan, steps.fetch_day(plan, raw.url, settings))
+        except Exception as exc:
+            report.add_error(token, exc)
+            console.print(f"[red]{token} failed:[/red] {type(exc).__name__}: {exc}")
+            if not continue_on_error:
+                break
+    table = Table("product", "days", "files", "MB")
+    for token in products:
+        rows = [p for p in report.planned if p["product"] == token]
+        table.add_row(
+            token,
+            str(len(rows)),
+            str(sum(r["files"] for r in rows)),
+            f"{sum(r['bytes'] for r in rows) / 1e6:.1f}",
+        )
+    console.print(table)
+    summary = report.summary
+    where = report.save(Storage(log_dir or _join(raw.url, "logs")))
+    if do_download:
+        console.print(
+            f"fetched {summary['ok']} file(s), {summary['bytes_transferred'] / 1e6:.1f} MB; "
+            f"skipped {summary['skipped']} already present; failed {summary['failed']}. Report: {where}"
+        )
+    else:
+        console.print(
+            f"dry run: would fetch up to {summary['planned_files']} file(s), "
+            f"{summary['planned_bytes'] / 1e6:.1f} MB. Report: {where}"
+        )
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+def _format_pairs(pairs: list[tuple[str, dt.date]], raw: str, formatted: str, processes: int):
+    settings = Settings()
+    if processes <= 1:
+        for token, day in pairs:
+            try:
+                yield token, day, steps.format_day(token, day, raw, formatted, settings)
+            except Exception as exc:
+                yield token, day, exc
+        return
+    # spawn: HDF5 state inherited through fork is not safe to use in the child
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [(t, d, pool.submit(steps.format_day, t, d, raw, formatted, settings)) for t, d in pairs]
+        for token, day, future in futures:
+            try:
+                yield token, day, future.result()
+            except Exception as exc:
+                yield token, day, exc
+
+
+@app.command("format")
+def format_(
+    date_min: Annotated[str, typer.Option(help="Start date (inclusive), YYYY-MM-DD.")] = "2024-01-01",
+    date_max: Annotated[str, typer.Option(help="End date (inclusive), YYYY-MM-DD.")] = "2024-01-04",
+    data_dir: Annotated[str, typer.Option(help="Raw root (download output).")] = "./ssh_state_data",
+    output_dir: Annotated[
+        str, typer.Option(help="Formatted root: tiles + inventory.")
+    ] = "./formatted_ssh_data",
+    inventory_path: Annotated[
+        str, typer.Option(help="Inventory file name under --output-dir.")
+    ] = INVENTORY_NAME,
+    processes: Annotated[int, typer.Option("--processes", "-p", min=1, help="Worker processes.")] = 2,
+    include_l3_swot: Annotated[bool | None, typer.Option("--include-l3-swot/--no-include-l3-swot")] = None,
+    include_l3_ssh: Annotated[bool | None, typer.Option("--include-l3-ssh/--no-include-l3-ssh")] = None,
+    include_argo: Annotated[bool, typer.Option("--include-argo/--no-include-argo")] = True,
+    only_vars: Annotated[
+        list[str] | None, typer.Option(help="Only these products (token or output id).")
+    ] = None,
+    update_existing_inventory: Annotated[
+        bool, typer.Option(help="Merge into the existing inventory.")
+    ] = False,
+) -> None:
+    """Cut raw files into regional NetCDF tiles and write the inventory."""
+    _refuse_unimplemented(include_l3_swot=include_l3_swot, include_l3_ssh=include_l3_ssh)
+    days = steps.date_range(_date(date_min), _date(date_max))
+    products = [t for t in _products(only_vars) if include_argo or t != "argo"]
+    if not only_vars:
+        _note_unsupported()
+    formatted = Storage(output_dir)
+    pairs = [(t, d) for t in products for d in days]
+    table = Table("product", "day", "status", "tiles written", "unchanged")
+    failures = []
+    for token, day, result in _format_pairs(pairs, Storage(data_dir).url, formatted.url, processes):
+        if isinstance(result, FormatResult):
+            table.add_row(
+                token, str(day), result.status, str(result.tiles_written), str(result.tiles_unchanged)
+            )
+        else:
+            failures.append(f"{token} {day}: {type(result).__name__}: {result}")
+            table.add_row(token, str(day), "[red]failed[/red]", "-", "-")
+    console.print(table)
+    rows = steps.compact_inventory(
+        formatted.url,
+        products,
+        days,
+        inventory_path=inventory_path,
+        update_existing=update_existing_inventory,
+    )
+    console.print(f"inventory: {formatted.url_of(inventory_path)} ({rows} rows)")
+    if failures:
+        console.print("[red]failed:[/red]\n  " + "\n  ".join(failures))
+        raise typer.Exit(1)
+
+
+@app.command()
+def build(
+    data_dir: Annotated[str, typer.Option(help="Formatted root (tiles).")] = "./formatted_ssh_data",
+    output_dir: Annotated[str, typer.Option(help="TACO output: local path or bucket URL.")] = "./tortilla",
+    inventory_path: Annotated[
+        str | None, typer.Option(help="Inventory (default <data-dir>/file_inventory.parquet).")
+    ] = None,
+    include_l3_swot: Annotated[bool | None, typer.Option("--include-l3-swot/--no-include-l3-swot")] = None,
+    include_argo: Annotated[bool, typer.Option("--include-argo/--no-include-argo")] = True,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Re-read and check the TACO.")] = True,
+    start_date: Annotated[str | None, typer.Option(help="Only days from this date (inclusive).")] = None,
+    end_date: Annotated[str | None, typer.Option(help="Only days up to this date (inclusive).")] = None,
+    analyze_duplicates_only: Annotated[bool, typer.Option(hidden=True)] = False,
+    duplicate_report_path: Annotated[str | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Package the formatted tiles as TACO parts (one per month) plus a catalog, and verify them."""
+    _refuse_unimplemented(
+        include_l3_swot=include_l3_swot,
+        analyze_duplicates_only=analyze_duplicates_only,
+        duplicate_report_path=duplicate_report_path,
+    )
+    products = [t for t in _products(None) if include_argo or t != "argo"]
+    report = steps.build(
+        data_dir,
+        output_dir,
+        inventory_path=inventory_path or INVENTORY_NAME,
+        products=products,
+        start=_date(start_date),
+        end=_date(end_date),
+        verify=verify,
+    )
+    console.print(report.summary())
+
+
+@app.command()
+def run(
+    start_date: Annotated[str, typer.Option(help="Start date (inclusive), YYYY-MM-DD.")],
+    end_date: Annotated[str, typer.Option(help="End date (inclusive), YYYY-MM-DD.")],
+    root: Annotated[str, typer.Option(help="Storage root: raw/, formatted/ and taco/ go under it.")],
+    products: Annotated[list[str] | None, typer.Option(help="Products (default: all implemented).")] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify")] = True,
+) -> None:
+    """Run download -> format -> build as one Prefect flow (local embedded server unless PREFECT_API_URL)."""
+    from flows.pipeline import pipeline
+
+    tokens = _products(products)
+    report = pipeline(_date(start_date), _date(end_date), root, tokens, verify)
+    console.print(report.summary())
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option(help="Demo folder (replaced on each run).")] = Path("demo-output"),
+) -> None:
+    """Run the whole pipeline offline on a synthetic 3-day upstream mirror."""
+    from oceantaco.demo import run_demo
+
+    run_demo(output, console)

@@ -1,0 +1,69 @@
+"""Loaders turn a day's raw files of one product into encoded regional tiles.
+
+One small class per kind of data behind one protocol, registered by the catalog's ``tiling`` kind.
+Loaders decode every value from the file's own attributes (CF mask-and-scale) and encode the output from
+the catalog's table; they never look at storage, only at local paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import xarray as xr
+
+from oceantaco.catalog import Product
+from oceantaco.regions import Region
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One encoded regional tile, ready to serialise, with the facts the inventory records."""
+
+    region: Region
+    dataset: xr.Dataset
+    encoding: dict[str, dict]
+    bbox: list[float]
+    time_range_us: tuple[int, int]
+    n_out_of_range: int = 0
+    resolution_deg: tuple[float, float] | None = None  # (lat, lon)
+    n_points: int | None = None
+    n_profiles: int | None = None
+
+
+class InputError(ValueError):
+    """A raw file cannot be turned into tiles (missing main variable, wrong structure, ...)."""
+
+
+class Loader(Protocol):
+    tiling: ClassVar[str]
+
+    def tiles(self, product: Product, day: dt.date, paths: list[Path]) -> Iterator[Tile]: ...
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    _REGISTRY[cls.tiling] = cls
+    return cls
+
+
+def get_loader(product: Product) -> Loader:
+    from oceantaco.loaders import grid, points  # noqa: F401  (registration side effect)
+
+    try:
+        return _REGISTRY[product.tiling]()
+    except KeyError:
+        raise NotImplementedError(
+            f"formatting {product.token} ({product.tiling} data) is not implemented yet"
+        ) from None
+
+
+def day_bounds_us(day: dt.date) -> tuple[int, int]:
+    """[00:00, 24:00) of a UTC day in integer microseconds, the unit TACO's istac columns use."""
+    start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1_000_000
+    return start, start + 86_400_000_000 - 1

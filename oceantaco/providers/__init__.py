@@ -1,0 +1,104 @@
+"""Upstream providers: one small class per service behind one protocol, registered by name.
+
+A provider knows two things about its service: what to fetch for a set of days (``plan``) and how the
+fetched files are laid out in the raw area (``fetch`` writes that layout, ``raw_inputs`` reads it back for
+the format step). The catalog names each product's provider.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Protocol
+
+from oceantaco.catalog import Product
+from oceantaco.settings import Settings
+from oceantaco.storage import Storage
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    source_key: str  # key under the provider's source root
+    raw_key: str  # key under the raw root, in the original pipeline's layout
+    size: int | None = None  # bytes, when the source lists it
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """Everything one (product, day) download needs; plain data so a Prefect task can take it."""
+
+    product: str
+    day: dt.date
+    files: tuple[RemoteFile, ...]
+    # Small objects written after every file arrived, e.g. the Argo per-day index: its presence marks the
+    # day complete.
+    sidecars: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    raw_key: str
+    status: Literal["ok", "skipped", "failed"]
+    bytes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class Provider(Protocol):
+    name: ClassVar[str]
+    source: Storage  # root the plan's ``source_key``s are relative to
+
+    def plan(self, product: Product, days: list[dt.date]) -> list[DayPlan]: ...
+
+    def raw_inputs(self, product: Product, day: dt.date, raw: Storage) -> list[str]: ...
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_provider(name: str, settings: Settings) -> Provider:
+    # Import for the registration side effect: each module registers its class.
+    from oceantaco.providers import argo_gdac, cmems  # noqa: F401
+
+    try:
+        return _REGISTRY[name](settings)
+    except KeyError:
+        raise NotImplementedError(f"provider {name!r} is not implemented yet") from None
+
+
+def fetch(plan: DayPlan, source: Storage, raw: Storage) -> list[FileOutcome]:
+    """Copy a day's files into the raw root, then its sidecars; a failed file fails only itself.
+
+    Skips files already present with the source's size, so a re-run after a crash fetches only what is
+    missing. Sidecars are written only when every file is there.
+    """
+    outcomes = []
+    for remote in plan.files:
+        started = time.perf_counter()
+        try:
+            result = raw.copy_from(source, remote.source_key, remote.raw_key, expected_size=remote.size)
+        except Exception as exc:  # one bad file must not stop the others
+            outcomes.append(FileOutcome(remote.raw_key, "failed", error=f"{type(exc).__name__}: {exc}"))
+            continue
+        outcomes.append(
+            FileOutcome(
+                remote.raw_key,
+                "ok" if result.written else "skipped",
+                result.size if result.written else 0,
+                time.perf_counter() - started,
+            )
+        )
+    if all(o.status != "failed" for o in outcomes):
+        for key, data in plan.sidecars.items():
+            raw.write_bytes(key, data)
+    return outcomes

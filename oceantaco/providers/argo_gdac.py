@@ -1,0 +1,84 @@
+"""Argo core profiles from a GDAC (https, ftp or a local folder; ``OCEANTACO_ARGO_GDAC``).
+
+The raw area mirrors the GDAC tree (``argo/dac/<dac>/<wmo>/profiles/<file>``) and adds one small index per
+day (``argo/index/YYYY/MM/argo_index_YYYYMMDD.csv``, the GDAC index rows of that day). The day index is
+written after the day's profiles, so its presence means the day is complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+
+import pandas as pd
+
+from oceantaco.catalog import Product
+from oceantaco.providers import DayPlan, RemoteFile, register
+from oceantaco.settings import Settings
+from oceantaco.storage import Storage
+
+INDEX_NAMES = ("ar_index_global_prof.txt", "ar_index_global_prof.txt.gz")
+INDEX_COLUMNS = [
+    "file",
+    "date",
+    "latitude",
+    "longitude",
+    "ocean",
+    "profiler_type",
+    "institution",
+    "date_update",
+]
+# Core profile files only: R/D prefix, optional trailing D for descending profiles (no B/S/M files).
+CORE_FILE = re.compile(r"[RD]\d+_\d{3,4}D?\.nc")
+
+
+def parse_index(raw: bytes, *, gzip: bool = False) -> pd.DataFrame:
+    """GDAC profile index -> DataFrame; header lines start with '#', missing values are empty fields."""
+    frame = pd.read_csv(
+        io.BytesIO(raw),
+        comment="#",
+        dtype={"file": str, "date": str, "ocean": str, "institution": str, "date_update": str},
+        compression="gzip" if gzip else None,
+    )
+    missing = set(INDEX_COLUMNS) - set(frame.columns)
+    if missing:
+        raise ValueError(f"not an Argo profile index: columns {sorted(missing)} missing")
+    return frame
+
+
+def day_index_key(product: Product, day: dt.date) -> str:
+    return f"{product.raw_dir}/index/{day:%Y}/{day:%m}/argo_index_{day:%Y%m%d}.csv"
+
+
+@register
+class ArgoGDAC:
+    name = "argo_gdac"
+
+    def __init__(self, settings: Settings) -> None:
+        self.source = Storage(settings.argo_gdac)
+
+    def _read_index(self) -> pd.DataFrame:
+        for name in INDEX_NAMES:
+            if self.source.exists(name):
+                return parse_index(self.source.read_bytes(name), gzip=name.endswith(".gz"))
+        raise FileNotFoundError(f"no {' or '.join(INDEX_NAMES)} at the Argo GDAC {self.source.url}")
+
+    def plan(self, product: Product, days: list[dt.date]) -> list[DayPlan]:
+        index = self._read_index()
+        profile_day = pd.to_datetime(index["date"].str[:8], format="%Y%m%d", errors="coerce").dt.date
+        is_core = index["file"].map(lambda f: bool(CORE_FILE.fullmatch(f.rsplit("/", 1)[-1])))
+        plans = []
+        for day in days:
+            rows = index[(profile_day == day) & is_core].sort_values("file")
+            files = tuple(RemoteFile(f"dac/{f}", f"{product.raw_dir}/dac/{f}") for f in rows["file"])
+            sidecar = rows.to_csv(index=False).encode()
+            plans.append(DayPlan(product.token, day, files, {day_index_key(product, day): sidecar}))
+        return plans
+
+    def raw_inputs(self, product: Product, day: dt.date, raw: Storage) -> list[str]:
+        key = day_index_key(product, day)
+        if not raw.exists(key):
+            return []
+        rows = pd.read_csv(io.BytesIO(raw.read_bytes(key)), dtype={"file": str})
+        return [f"{product.raw_dir}/dac/{f}" for f in rows["file"]]

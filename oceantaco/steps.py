@@ -1,0 +1,202 @@
+"""The pipeline's steps as plain functions; the CLI and the Prefect flows both call these.
+
+A storage *root* holds the three areas of the original pipeline: ``raw/`` (download output),
+``formatted/`` (tiles + inventory) and ``taco/`` (the TACO parts and catalog).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from oceantaco.catalog import Catalog, Product, load_catalog
+from oceantaco.formatting import FormatResult, format_product_day
+from oceantaco.inventory import INVENTORY_NAME, compact, read_inventory
+from oceantaco.providers import DayPlan, FileOutcome, fetch, get_provider
+from oceantaco.settings import Settings
+from oceantaco.storage import Storage
+from oceantaco.taco import BuildReport, build_taco
+
+# Products whose download and format are implemented; later issues widen this set.
+SUPPORTED_PRODUCTS = frozenset({"l4_ssh", "argo"})
+
+
+class NotSupportedError(ValueError):
+    """A product or option the pipeline does not implement yet."""
+
+
+@dataclass(frozen=True)
+class Roots:
+    raw: str
+    formatted: str
+    taco: str
+
+    @classmethod
+    def under(cls, root: str) -> Roots:
+        base = root.rstrip("/")
+        return cls(f"{base}/raw", f"{base}/formatted", f"{base}/taco")
+
+
+def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    if end < start:
+        raise ValueError(f"end date {end} is before start date {start}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def select_products(names: list[str] | None, catalog: Catalog | None = None) -> list[Product]:
+    """Products by token or output id (all supported ones when ``names`` is empty); refuses the rest."""
+    catalog = catalog or load_catalog()
+    products = (
+        catalog.resolve(names) if names else [p for p in catalog.ordered() if p.token in SUPPORTED_PRODUCTS]
+    )
+    unsupported = [p.token for p in products if p.token not in SUPPORTED_PRODUCTS]
+    if unsupported:
+        raise NotSupportedError(
+            f"product(s) {', '.join(unsupported)} are not implemented yet; "
+            f"available: {', '.join(sorted(SUPPORTED_PRODUCTS))}"
+        )
+    return products
+
+
+def unsupported_products(catalog: Catalog | None = None) -> list[str]:
+    return [p.token for p in (catalog or load_catalog()).ordered() if p.token not in SUPPORTED_PRODUCTS]
+
+
+# --- download ---------------------------------------------------------------------------------------
+
+
+def plan_downloads(product: Product, days: list[dt.date], settings: Settings) -> list[DayPlan]:
+    return get_provider(product.provider, settings).plan(product, days)
+
+
+def fetch_day(plan: DayPlan, raw_url: str, settings: Settings) -> list[FileOutcome]:
+    product = load_catalog()[plan.product]
+    provider = get_provider(product.provider, settings)
+    return fetch(plan, provider.source, Storage(raw_url))
+
+
+@dataclass
+class DownloadReport:
+    """Per-file outcomes of one download run, saved as JSON under the log directory."""
+
+    started: str
+    dry_run: bool
+    planned: list[dict] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+
+    def add_plan(self, plan: DayPlan) -> None:
+        self.planned.append(
+            {
+                "product": plan.product,
+                "day": plan.day.isoformat(),
+                "files": len(plan.files),
+                "bytes": plan.total_bytes,
+            }
+        )
+
+    def add_outcomes(self, plan: DayPlan, outcomes: list[FileOutcome]) -> None:
+        for outcome in outcomes:
+            self.files.append({"product": plan.product, "day": plan.day.isoformat(), **asdict(outcome)})
+
+    def add_error(self, product: str, error: BaseException) -> None:
+        self.errors.append(
+            {"product": product, "error_type": type(error).__name__, "error_message": str(error)}
+        )
+
+    @property
+    def summary(self) -> dict:
+        counts = Counter(f["status"] for f in self.files)
+        return {
+            "planned_files": sum(p["files"] for p in self.planned),
+            "planned_bytes": sum(p["bytes"] for p in self.planned),
+            "ok": counts["ok"],
+            "skipped": counts["skipped"],
+            "failed": counts["failed"] + len(self.errors),
+            "bytes_transferred": sum(f["bytes"] for f in self.files),
+        }
+
+    def save(self, log_dir: Storage) -> str:
+        key = f"download_report_{self.started}.json"
+        body = {
+            "planned": self.planned,
+            "downloads": self.files,
+            "errors": self.errors,
+            "summary": self.summary,
+        }
+        log_dir.write_bytes(key, json.dumps(body, indent=2, default=str).encode())
+        return log_dir.url_of(key)
+
+
+# --- format -------------------------------------------------------------------------------------------
+
+
+def format_day(
+    product_token: str, day: dt.date, raw_url: str, formatted_url: str, settings: Settings
+) -> FormatResult:
+    return format_product_day(
+        load_catalog()[product_token], day, Storage(raw_url), Storage(formatted_url), settings
+    )
+
+
+def compact_inventory(
+    formatted_url: str,
+    products: list[str],
+    days: list[dt.date],
+    *,
+    inventory_path: str = INVENTORY_NAME,
+    update_existing: bool = True,
+) -> int:
+    """Merge this run's fragments into the inventory; returns the inventory's row count."""
+    catalog = load_catalog()
+    frame = compact(
+        Storage(formatted_url),
+        [catalog[t] for t in products],
+        days,
+        inventory_key=inventory_path,
+        update_existing=update_existing,
+    )
+    return len(frame)
+
+
+# --- build --------------------------------------------------------------------------------------------
+
+
+def build(
+    formatted_url: str,
+    output_url: str,
+    *,
+    inventory_path: str = INVENTORY_NAME,
+    products: list[str] | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    verify: bool = True,
+    scratch_dir: Path | None = None,
+) -> BuildReport:
+    formatted = Storage(formatted_url)
+    inventory = read_inventory(formatted, inventory_path)
+    day = inventory["timestamp_file"].dt.date
+    keep = inventory["data_source"].isin(products) if products is not None else day == day
+    if start is not None:
+        keep &= day >= start
+    if end is not None:
+        keep &= day <= end
+    inventory = inventory[keep]
+    if inventory.empty:
+        raise ValueError(f"the inventory at {formatted.url_of(inventory_path)} has no rows to build from")
+    return build_taco(
+        inventory.reset_index(drop=True),
+        formatted,
+        Storage(output_url),
+        load_catalog(),
+        scratch_dir=scratch_dir,
+        verify=verify,
+    )
+
+
+def timestamp() -> str:
+    return time.strftime("%Y%m%d_%H%M%S", time.gmtime())

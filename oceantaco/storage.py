@@ -1,0 +1,357 @@
+"""The one storage interface of the project: a root (local path or fsspec URL) plus '/'-separated keys.
+
+Writes are atomic (a reader never sees a partial object) and return the sha256 of what was stored; writing an
+object that is already there byte for byte is skipped, so re-running a flow does not re-upload anything.
+
+- Local disk: the data goes to a hidden ``<dir>/.<name>.tmp-<uuid>`` next to the destination, is fsynced and
+  then renamed over the destination (``os.replace`` is atomic within a filesystem).
+- s3, gcs, memory: one PUT/upload of finished bytes or of a finished local file is already atomic there (the
+  object appears only when complete; multipart/resumable uploads are aborted by s3fs/gcsfs on failure), so no
+  temp objects are ever created in a bucket.
+- Other protocols (http, ftp, ...) have no atomic publish and are read-only sources here.
+
+Reads are sequential, one object at a time, through bounded read-ahead: no big concurrent batched gathers,
+which stall the single-threaded GCS emulator (and buy little against a real bucket for whole-file copies).
+
+Credentials come only from the libraries' standard environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS, ...) or explicit ``storage_options``; none is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import fsspec
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+
+# gcsfs reads this once, when it is first imported; its default ("true") probes every bucket for zonal/HNS
+# features over gRPC, which costs ~60 s of timeouts per bucket against the GCS emulator and buys nothing for
+# plain buckets. fsspec imports gcsfs lazily (on the first gs:// URL), so setting it here is early enough.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1 << 20  # streaming unit for hashing and copying
+# Read-ahead of remote file objects: bounds memory per open object while keeping request counts low.
+_REMOTE_BLOCK_SIZE = 8 << 20
+_TEMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
+_CANONICAL_PROTOCOL = {"gs": "gcs"}  # gcsfs registers ("gs", "gcs"); the project calls it gcs
+_ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "gcs", "memory"})
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    key: str  # key relative to the storage root, '/'-separated
+    sha256: str  # hex sha256 of the object's bytes
+    size: int
+    written: bool  # False when an identical object was already there (nothing re-written)
+
+
+def _clean_key(key: str, *, allow_root: bool = False) -> str:
+    """Normalise a '/'-separated key; reject '.', '..' and empty segments so keys cannot escape the root."""
+    cleaned = key.strip("/")
+    if not cleaned:
+        if allow_root:
+            return ""
+        raise ValueError("an object key must not be empty")
+    if any(part in ("", ".", "..") for part in cleaned.split("/")):
+        raise ValueError(f"invalid key {key!r}: empty, '.' or '..' segment")
+    return cleaned
+
+
+def _join(base: str, key: str) -> str:
+    if not key:
+        return base
+    return base + key if base.endswith("/") else f"{base}/{key}"
+
+
+def _is_temp(key: str) -> bool:
+    return bool(_TEMP_NAME.match(key.rsplit("/", 1)[-1]))
+
+
+def _chunks(f: BinaryIO) -> Iterator[bytes]:
+    while chunk := f.read(CHUNK_SIZE):
+        yield chunk
+
+
+def _spool(chunks: Iterable[bytes], dest: Path) -> tuple[str, int]:
+    """Write chunks to a new file dest; return (sha256, size) computed on the way."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(dest, "xb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _hash_file(path: str | Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for chunk in _chunks(f):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _durable_replace(tmp: Path, dest: Path) -> None:
+    """fsync tmp, then rename it over dest: readers see the old object or the complete new one."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
+
+
+class Storage:
+    """A storage root (local path or fsspec URL) addressed by keys relative to it."""
+
+    def __init__(self, root: str | os.PathLike[str], **storage_options: object) -> None:
+        root = os.fspath(root)
+        fs, path = url_to_fs(root, **storage_options)
+        self.fs: fsspec.AbstractFileSystem = fs
+        self._options = storage_options
+        self._root = path.rstrip("/") or path
+        # Keep the user's URL for remote roots: fs.unstrip_protocol() loses the host of ftp:// roots.
+        self.url: str = self._root if self.is_local else (root if root.endswith("://") else root.rstrip("/"))
+        self._prefix = self._root if self._root.endswith("/") else self._root + "/"
+
+    def __repr__(self) -> str:
+        return f"Storage({self.url!r})"
+
+    @property
+    def protocol(self) -> str:
+        """Canonical protocol of the filesystem: "file", "s3", "gcs", "memory", "http", ..."""
+        proto = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return _CANONICAL_PROTOCOL.get(proto, proto)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def child(self, key: str) -> Storage:
+        """A Storage rooted at key (same filesystem options)."""
+        return Storage(self.url_of(_clean_key(key)), **self._options)
+
+    def full_path(self, key: str) -> str:
+        """Path of key inside self.fs, for direct fs calls."""
+        return _join(self._root, _clean_key(key, allow_root=True))
+
+    def url_of(self, key: str) -> str:
+        """User-facing location of key: s3://..., gs://..., memory://... or a local absolute path."""
+        return _join(self.url, _clean_key(key, allow_root=True))
+
+    def _fresh(self, key: str) -> str:
+        """full_path(key) with fsspec's listings cache dropped: other processes may have written since."""
+        path = self.full_path(key)
+        self.fs.invalidate_cache(path)
+        return path
+
+    def _rel(self, path: str) -> str:
+        if not path.startswith(self._prefix):
+            raise ValueError(f"{path!r} is not under {self._root!r}")
+        return path[len(self._prefix) :]
+
+    # ---- reading ------------------------------------------------------------------------------------
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
+        """Size in bytes of the object at key; None if there is no object (a directory is not one)."""
+        try:
+            info = self.fs.info(self._fresh(_clean_key(key)))
+        except FileNotFoundError:
+            return None
+        return int(info["size"]) if info["type"] == "file" else None
+
+    def sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        with self.open_read(key) as f:
+            for chunk in _chunks(f):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.fs.cat_file(self.full_path(_clean_key(key)))
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """length bytes from offset start (fewer if the object ends first); start must lie inside it."""
+        if start < 0 or length < 0:
+            raise ValueError("start and length must be >= 0")
+        if length == 0:
+            return b""
+        return self.fs.cat_file(self.full_path(_clean_key(key)), start=start, end=start + length)
+
+    def open_read(self, key: str) -> BinaryIO:
+        """Seekable binary file object; remote ones read ahead in bounded blocks."""
+        path = self.full_path(_clean_key(key))
+        if self.protocol == "memory":
+            # MemoryFileSystem.open() hands out the stored object itself, whose position all readers share.
+            return io.BytesIO(self.fs.cat_file(path))
+        return self.fs.open(path, "rb", block_size=_REMOTE_BLOCK_SIZE)
+
+    def list(self, prefix: str = "", suffix: str | None = None) -> list[str]:
+        """Keys of all objects under the directory prefix (recursive, sorted), minus in-flight temp files."""
+        try:
+            paths = self.fs.find(self._fresh(prefix))
+        except FileNotFoundError:
+            return []
+        keys = (self._rel(path) for path in paths)
+        return sorted(k for k in keys if not _is_temp(k) and (suffix is None or k.endswith(suffix)))
+
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        """Names of the immediate sub-directories of prefix, sorted.
+
+        Object stores have directories only while objects exist below them; on local disk a directory
+        emptied by delete() stays listed.
+        """
+        try:
+            entries = self.fs.ls(self._fresh(prefix), detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory")
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        """A local file with the object's bytes: the file itself on local roots, else a temp download."""
+        key = _clean_key(key)
+        if self.is_local:
+            path = Path(self.full_path(key))
+            if not path.is_file():
+                raise FileNotFoundError(self.url_of(key))
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="oceantaco-") as tmp:
+            dest = Path(tmp) / PurePosixPath(key).name
+            with self.open_read(key) as f:
+                _spool(_chunks(f), dest)
+            yield dest
+
+    # ---- writing ------------------------------------------------------------------------------------
+
+    def _require_atomic_writes(self) -> None:
+        if not self.is_local and self.protocol not in _ATOMIC_PUT_PROTOCOLS:
+            raise NotImplementedError(f"{self.url}: no atomic write for {self.protocol!r} (read-only here)")
+
+    def _holds(self, key: str, size: int, sha256: str) -> bool:
+        """True if key already holds exactly these bytes (size first: it is one cheap metadata call)."""
+        return self.size(key) == size and self.sha256(key) == sha256
+
+    @contextlib.contextmanager
+    def _local_temp(self, key: str) -> Iterator[Path]:
+        """Hidden temp path next to key's destination; removed unless it was renamed into place."""
+        dest = Path(self.full_path(key))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            yield tmp
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _staging_file(self, key: str) -> Iterator[Path]:
+        """Where to assemble a new object: next to the destination on local roots, else in a temp dir."""
+        if self.is_local:
+            with self._local_temp(key) as tmp:
+                yield tmp
+        else:
+            with tempfile.TemporaryDirectory(prefix="oceantaco-") as tmp:
+                yield Path(tmp) / PurePosixPath(key).name
+
+    def _publish(self, staged: Path, key: str) -> None:
+        """Make a finished staged file (from _staging_file) the object at key, atomically."""
+        path = self.full_path(key)
+        if self.is_local:
+            _durable_replace(staged, Path(path))
+        else:
+            self._upload(staged, path)
+
+    def _upload(self, local: Path, path: str) -> None:
+        """One atomic upload of a finished local file to an object store path."""
+        if self.protocol == "memory":
+            # fsspec's generic put_file streams into an object that is visible from the first write on.
+            self.fs.pipe_file(path, local.read_bytes())
+        else:
+            self.fs.put_file(str(local), path)
+
+    def _result(self, key: str, sha256: str, size: int, *, written: bool) -> WriteResult:
+        logger.debug("%s %s (%d bytes)", "wrote" if written else "unchanged", self.url_of(key), size)
+        return WriteResult(key=key, sha256=sha256, size=size, written=written)
+
+    def write_bytes(self, key: str, data: bytes | bytearray | memoryview) -> WriteResult:
+        """Store data at key atomically, unless key already holds the same bytes (written=False).
+
+        Accepts any bytes-like object: xarray's ``to_netcdf()`` returns a memoryview.
+        """
+        key = _clean_key(key)
+        self._require_atomic_writes()
+        data = bytes(data)  # no copy for bytes; s3fs/gcsfs uploads want real bytes
+        sha256, size = hashlib.sha256(data).hexdigest(), len(data)
+        if self._holds(key, size, sha256):
+            return self._result(key, sha256, size, written=False)
+        if self.is_local:
+            with self._local_temp(key) as tmp:
+                _spool([data], tmp)
+                self._publish(tmp, key)
+        else:
+            self.fs.pipe_file(self.full_path(key), data)  # one PUT: atomic on s3, gcs and memory
+        return self._result(key, sha256, size, written=True)
+
+    def put_file(self, local_path: str | Path, key: str) -> WriteResult:
+        """Upload a local file to key atomically, unless key already holds the same bytes."""
+        key = _clean_key(key)
+        self._require_atomic_writes()
+        sha256, size = _hash_file(local_path)
+        if self._holds(key, size, sha256):
+            return self._result(key, sha256, size, written=False)
+        if self.is_local:
+            with self._local_temp(key) as tmp, open(local_path, "rb") as src:
+                _spool(_chunks(src), tmp)
+                self._publish(tmp, key)
+        else:
+            self._upload(Path(local_path), self.full_path(key))
+        return self._result(key, sha256, size, written=True)
+
+    def copy_from(
+        self, src: Storage, src_key: str, key: str, *, expected_size: int | None = None
+    ) -> WriteResult:
+        """Stream src/src_key to key (e.g. an https/ftp/s3 mirror into a bucket) with flat memory use.
+
+        Skipped without reading the source when key exists with the source's size (expected_size, e.g. from
+        a listing, saves a HEAD). Otherwise the source is streamed into a staging file while hashing, its
+        length checked against the expected size (a short read is an error, not an object), then published.
+        """
+        key = _clean_key(key)
+        self._require_atomic_writes()
+        src_size = expected_size if expected_size is not None else src.size(src_key)
+        if src_size is not None and self.size(key) == src_size:
+            return self._result(key, self.sha256(key), src_size, written=False)
+        with self._staging_file(key) as staged:
+            with src.open_read(src_key) as f:
+                sha256, size = _spool(_chunks(f), staged)
+            if src_size is not None and size != src_size:
+                raise OSError(f"{src.url_of(src_key)}: read {size} bytes, expected {src_size}")
+            if self._holds(key, size, sha256):
+                return self._result(key, sha256, size, written=False)
+            self._publish(staged, key)
+        return self._result(key, sha256, size, written=True)
+
+    def delete(self, key: str) -> None:
+        """Remove the object at key; no error if it is missing."""
+        path = self.full_path(_clean_key(key))
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+        self.fs.invalidate_cache(path)

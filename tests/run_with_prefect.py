@@ -1,0 +1,84 @@
+"""Run a command (the test suite) against one real Prefect API server started for it.
+
+``make test`` uses this so the whole suite shares a single ``prefect server start`` on a free 127.0.0.1
+port instead of paying Prefect's temporary-server start-up in every process; the server, its scratch
+PREFECT_HOME and SQLite database are removed afterwards.
+
+    python tests/run_with_prefect.py -- pytest -q
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from services import free_port
+
+START_TIMEOUT = 180.0
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def main(command: list[str]) -> int:
+    home = Path(tempfile.mkdtemp(prefix="oceantaco-prefect-"))
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    prefect = str(Path(sys.executable).parent / "prefect")
+    log = open(home / "server.log", "wb")  # noqa: SIM115  (closed in finally)
+    server = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        started = time.monotonic()
+        while not _healthy(api_url):
+            if server.poll() is not None or time.monotonic() - started > START_TIMEOUT:
+                log.flush()
+                sys.stderr.write((home / "server.log").read_text(errors="replace")[-4000:])
+                print("the Prefect server did not start", file=sys.stderr)
+                return 1
+            time.sleep(0.3)
+        print(f"Prefect server ready at {api_url} in {time.monotonic() - started:.1f} s", flush=True)
+        return subprocess.call(command, env={**env, "PREFECT_API_URL": api_url})
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args:
+        sys.exit("usage: run_with_prefect.py -- COMMAND [ARGS...]")
+    sys.exit(main(args))

@@ -1,0 +1,148 @@
+"""Providers against real transports: a CMEMS-layout mirror on disk and on moto S3, an Argo GDAC folder
+and a Range-capable HTTP server serving the real GDAC fixtures."""
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from real_fixtures import real_fixtures  # noqa: F401  (fixture)
+from services import start_http_file_server
+
+from oceantaco.catalog import load_catalog
+from oceantaco.providers import fetch, get_provider
+from oceantaco.providers.argo_gdac import day_index_key, parse_index
+from oceantaco.settings import Settings
+from oceantaco.storage import Storage
+from oceantaco.synthetic import build_mirror
+
+DAYS = [dt.date(2024, 1, 31), dt.date(2024, 2, 1)]
+CATALOG = load_catalog()
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    return build_mirror(tmp_path_factory.mktemp("mirror"), DAYS, l4_resolution=1.0)
+
+
+def _upload_tree(local: Path, url: str) -> None:
+    target = Storage(url)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        target.put_file(path, path.relative_to(local).as_posix())
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_cmems_mirror_copies_each_day_once_in_the_native_layout(mirror, backend, make_storage_root):
+    source = mirror.cmems_mirror
+    if backend == "s3":
+        source = make_storage_root("s3")
+        _upload_tree(Path(mirror.cmems_mirror), source)
+    raw = Storage(make_storage_root(backend))
+    provider = get_provider("cmems", Settings(cmems_mirror=source))
+    plans = provider.plan(CATALOG["l4_ssh"], DAYS)
+    assert [len(p.files) for p in plans] == [1, 1]
+    for plan, day in zip(plans, DAYS, strict=True):
+        expected = mirror.l4_ssh_files[day].relative_to(mirror.cmems_mirror).as_posix()
+        assert plan.files[0].raw_key == f"l4_ssh/{expected}"
+        assert plan.files[0].size == mirror.l4_ssh_files[day].stat().st_size
+        outcomes = fetch(plan, provider.source, raw)
+        assert [o.status for o in outcomes] == ["ok"]
+        assert raw.read_bytes(plan.files[0].raw_key) == mirror.l4_ssh_files[day].read_bytes()
+        assert [o.status for o in fetch(plan, provider.source, raw)] == ["skipped"]
+        assert provider.raw_inputs(CATALOG["l4_ssh"], day, raw) == [plan.files[0].raw_key]
+
+
+def test_cmems_versions_are_discovered_newest_first_unless_pinned(mirror, tmp_path):
+    tree = tmp_path / "mirror"
+    shutil.copytree(mirror.cmems_mirror, tree)
+    (day_file,) = [p for p in tree.rglob("*.nc") if "20240131" in p.name]
+    current = day_file.parent.parent.parent
+    older = current.with_name(current.name[:-6] + "202311") / "2024" / "01"
+    older.mkdir(parents=True)
+    shutil.copy(day_file, older / day_file.name)
+    product = CATALOG["l4_ssh"]
+
+    (plan,) = get_provider("cmems", Settings(cmems_mirror=str(tree))).plan(product, DAYS[:1])
+    assert "_202411/" in plan.files[0].source_key
+    pinned = Settings(cmems_mirror=str(tree), pinned_versions={product.datasets[0].dataset_id: "202311"})
+    (plan,) = get_provider("cmems", pinned).plan(product, DAYS[:1])
+    assert "_202311/" in plan.files[0].source_key
+
+
+def test_raw_inputs_prefer_the_newest_production_date(tmp_path, mirror):
+    raw = Storage(str(tmp_path))
+    src = mirror.l4_ssh_files[DAYS[0]]
+    folder = "l4_ssh/" + src.parent.relative_to(mirror.cmems_mirror).as_posix()
+    for production in ("20240601", "20241120", "20240901"):
+        raw.put_file(src, f"{folder}/dt_global_allsat_phy_l4_20240131_{production}.nc")
+    (chosen,) = get_provider("cmems", Settings()).raw_inputs(CATALOG["l4_ssh"], DAYS[0], raw)
+    assert chosen.endswith("_20241120.nc")
+
+
+def test_cmems_without_mirror_is_refused_clearly():
+    with pytest.raises(NotImplementedError, match="OCEANTACO_CMEMS_MIRROR"):
+        get_provider("cmems", Settings(cmems_mirror=None)).plan(CATALOG["l4_ssh"], DAYS)
+
+
+def test_argo_from_a_local_gdac_folder(mirror, tmp_path):
+    product = CATALOG["argo"]
+    provider = get_provider("argo_gdac", Settings(argo_gdac=mirror.argo_gdac))
+    raw = Storage(str(tmp_path))
+    for plan in provider.plan(product, DAYS):
+        expected = {p.relative_path for p in mirror.argo_profiles if p.juld.date() == plan.day}
+        assert {f.source_key.removeprefix("dac/") for f in plan.files} == expected
+        assert {o.status for o in fetch(plan, provider.source, raw)} == {"ok"}
+        assert raw.exists(day_index_key(product, plan.day))
+        assert sorted(provider.raw_inputs(product, plan.day, raw)) == sorted(
+            f"argo/dac/{r}" for r in expected
+        )
+
+
+@pytest.fixture
+def real_gdac(real_fixtures, tmp_path):  # noqa: F811
+    """The real GDAC index and profile files, served by a Range-capable HTTP server."""
+    root = tmp_path / "gdac"
+    shutil.copytree(real_fixtures / "argo_gdac", root)
+    with start_http_file_server(root) as server:
+        yield root, server.url
+
+
+def test_real_index_parses_like_the_gdac_documents_it(real_fixtures):  # noqa: F811
+    index = parse_index((real_fixtures / "argo_gdac" / "ar_index_global_prof.txt").read_bytes())
+    assert len(index) == 2702
+    assert index["latitude"].isna().sum() == 1  # one row has empty lat/lon fields
+    assert index["file"].str.match(r"^\w+/\d+/profiles/[RD]\d+_\d+D?\.nc$").all()
+
+
+def test_real_gdac_over_http(real_gdac, tmp_path):
+    root, url = real_gdac
+    product = CATALOG["argo"]
+    provider = get_provider("argo_gdac", Settings(argo_gdac=url))
+    raw = Storage(str(tmp_path / "raw"))
+    day = dt.date(2020, 8, 6)  # four profiles in the index, one of them in the fixture folder
+    (plan,) = provider.plan(product, [day])
+    assert len(plan.files) == 4
+    outcomes = {o.raw_key: o.status for o in fetch(plan, provider.source, raw)}
+    present = "argo/dac/aoml/5906072/profiles/D5906072_022.nc"
+    assert outcomes.pop(present) == "ok"
+    assert set(outcomes.values()) == {"failed"}  # missing upstream files fail alone...
+    assert raw.read_bytes(present) == (root / "dac/aoml/5906072/profiles/D5906072_022.nc").read_bytes()
+    assert not raw.exists(day_index_key(product, day))  # ...and the day is not marked complete
+
+
+def test_real_profile_day_completes_over_http(real_gdac, tmp_path):
+    root, url = real_gdac
+    index = parse_index((root / "ar_index_global_prof.txt").read_bytes())
+    present = index[[(root / "dac" / f).exists() for f in index["file"]]]
+    header = "".join((root / "ar_index_global_prof.txt").read_text().splitlines(keepends=True)[:8])
+    (root / "ar_index_global_prof.txt").write_text(header + present.to_csv(index=False))
+    product = CATALOG["argo"]
+    provider = get_provider("argo_gdac", Settings(argo_gdac=url))
+    raw = Storage(str(tmp_path / "raw"))
+    days = sorted(pd.to_datetime(present["date"], format="%Y%m%d%H%M%S").dt.date.unique())
+    for plan in provider.plan(product, days):
+        assert {o.status for o in fetch(plan, provider.source, raw)} == {"ok"}
+    assert sorted(k for d in days for k in provider.raw_inputs(product, d, raw)) == sorted(
+        f"argo/dac/{f}" for f in present["file"]
+    )
