@@ -47,8 +47,7 @@ class VariableEncoding(_Frozen):
             if (
                 min(packed) < lo
                 or max(packed) > hi
-                or (lo <= self.fill_value <= hi
-                and (min(packed) <= self.fill_value <= max(packed)))
+                or (lo <= self.fill_value <= hi and (min(packed) <= self.fill_value <= max(packed)))
             ):
                 raise ValueError(
                     f"valid range [{self.valid_min}, {self.valid_max}] packs to {packed}, which does not fit "

@@ -17,9 +17,18 @@ from oceantaco.formatting import FormatResult
 from oceantaco.inventory import INVENTORY_NAME
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
+from oceantaco.taco import TacoVerificationError
 
 app = typer.Typer(help="Build the OceanTACO dataset: download -> format -> build.", no_args_is_help=True)
 console = Console(stderr=True)
+
+
+def _days(start: str, end: str) -> list[dt.date]:
+    try:
+        return steps.date_range(_date(start), _date(end))
+    except ValueError as exc:
+        _refuse(str(exc))
+        raise
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -84,8 +93,7 @@ def download(
     _refuse_unimplemented(aviso_ftp_user=aviso_ftp_user, aviso_ftp_pass=aviso_ftp_pass, swot_level=swot_level)
     if dry_run and do_download:
         _refuse("--dry-run and --download are mutually exclusive")
-    start, end = _date(start_date), _date(end_date)
-    days = steps.date_range(start, end)
+    days = _days(start_date, end_date)
     products = _products(sources)
     if not sources:
         _note_unsupported()
@@ -175,7 +183,7 @@ def format_(
 ) -> None:
     """Cut raw files into regional NetCDF tiles and write the inventory."""
     _refuse_unimplemented(include_l3_swot=include_l3_swot, include_l3_ssh=include_l3_ssh)
-    days = steps.date_range(_date(date_min), _date(date_max))
+    days = _days(date_min, date_max)
     products = [t for t in _products(only_vars) if include_argo or t != "argo"]
     if not only_vars:
         _note_unsupported()
@@ -227,15 +235,21 @@ def build(
         duplicate_report_path=duplicate_report_path,
     )
     products = [t for t in _products(None) if include_argo or t != "argo"]
-    report = steps.build(
-        data_dir,
-        output_dir,
-        inventory_path=inventory_path or INVENTORY_NAME,
-        products=products,
-        start=_date(start_date),
-        end=_date(end_date),
-        verify=verify,
-    )
+    try:
+        report = steps.build(
+            data_dir,
+            output_dir,
+            inventory_path=inventory_path or INVENTORY_NAME,
+            products=products,
+            start=_date(start_date),
+            end=_date(end_date),
+            verify=verify,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    except TacoVerificationError as exc:
+        console.print(f"[red]verification failed:[/red] {exc}")
+        raise typer.Exit(1) from None
     console.print(report.summary())
 
 
@@ -251,7 +265,14 @@ def run(
     from flows.pipeline import pipeline
 
     tokens = _products(products)
-    report = pipeline(_date(start_date), _date(end_date), root, tokens, verify)
+    start, end = _date(start_date), _date(end_date)
+    if end < start:
+        _refuse(f"end date {end} is before start date {start}")
+    try:
+        report = pipeline(start, end, root, tokens, verify)
+    except Exception as exc:  # the flow run's own log has the details
+        console.print(f"[red]pipeline failed:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
     console.print(report.summary())
 
 

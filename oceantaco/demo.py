@@ -45,5 +45,7 @@ def run_demo(output: Path, console: Console) -> BuildReport:
         table.add_row(slot, f"{count} of {report.days * 8}")
     console.print(report.summary())
     console.print(table)
-    console.print(f"done in {time.monotonic() - started:.1f} s. Open it with: tacoreader.load({report.url!r})")
+    console.print(
+        f"done in {time.monotonic() - started:.1f} s. Open it with: tacoreader.load({report.url!r})"
+    )
     return report

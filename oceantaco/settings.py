@@ -2,12 +2,11 @@
 
 Bucket credentials are deliberately *not* settings: s3fs/gcsfs/obstore read their own standard variables
 (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``GOOGLE_APPLICATION_CREDENTIALS``, ``STORAGE_EMULATOR_HOST``…),
-which is also what Kubernetes workload identity injects.
+which is also what Kubernetes workload identity injects. Scratch space for downloads and TACO builds is
+Python's standard temporary directory, so ``TMPDIR`` points it at a volume (an emptyDir on Kubernetes).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,8 +29,3 @@ class Settings(BaseSettings):
         description='Dataset version per dataset id, e.g. {"cmems_mod_glo_phy_my_0.083deg_P1D-m": "202311"}; '
         "unpinned datasets use the newest version the source lists.",
     )
-    scratch_dir: Path | None = Field(
-        default=None,
-        description="Local scratch space for downloads and TACO builds (an emptyDir on Kubernetes).",
-    )
-    copy_concurrency: int = Field(default=4, ge=1, le=16, description="Parallel file copies per provider.")

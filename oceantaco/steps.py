@@ -11,7 +11,6 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from oceantaco.catalog import Catalog, Product, load_catalog
 from oceantaco.formatting import FormatResult, format_product_day
@@ -175,7 +174,6 @@ def build(
     start: dt.date | None = None,
     end: dt.date | None = None,
     verify: bool = True,
-    scratch_dir: Path | None = None,
 ) -> BuildReport:
     formatted = Storage(formatted_url)
     inventory = read_inventory(formatted, inventory_path)
@@ -193,7 +191,6 @@ def build(
         formatted,
         Storage(output_url),
         load_catalog(),
-        scratch_dir=scratch_dir,
         verify=verify,
     )
 

@@ -163,10 +163,11 @@ class BuildReport:
 
     def summary(self) -> str:
         lines = [
-            f"TACO at {self.url}: {self.days} day(s), {self.tiles} tile(s), {self.placeholders} placeholder slot(s)",
+            f"TACO at {self.url}: {self.days} day(s), {self.tiles} tile(s), "
+            f"{self.placeholders} placeholder slot(s)",
             f"parts written {len(self.parts_written)}, unchanged {len(self.parts_unchanged)}, "
-            f"deleted {len(self.parts_deleted)}; catalog {'written' if self.catalog_written else 'unchanged'} "
-            f"({self.seconds:.1f} s)",
+            f"deleted {len(self.parts_deleted)}; "
+            f"catalog {'written' if self.catalog_written else 'unchanged'} ({self.seconds:.1f} s)",
         ]
         if self.verify is not None:
             lines.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,3 +95,19 @@ def _remove_memory_root(url: str) -> None:
 def storage_root(request: pytest.FixtureRequest, make_storage_root: Callable[[str], str]) -> str:
     """A fresh root URL on each backend in turn: local dir, memory://..., s3://<bucket>/..., gs://<bucket>/..."""
     return make_storage_root(request.param)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prefect: tests marked `prefect` talk to the one API server that `make test` starts (PREFECT_API_URL).
+# ---------------------------------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    skip = pytest.mark.skip(
+        reason="needs the Prefect API server that `make test` starts (PREFECT_API_URL unset)"
+    )
+    for item in items:
+        if "prefect" in item.keywords:
+            item.add_marker(skip)

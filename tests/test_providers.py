@@ -109,7 +109,8 @@ def real_gdac(real_fixtures, tmp_path):  # noqa: F811
 
 
 def test_real_index_parses_like_the_gdac_documents_it(real_fixtures):  # noqa: F811
-    index = parse_index((real_fixtures / "argo_gdac" / "ar_index_global_prof.txt").read_bytes())
+    with open(real_fixtures / "argo_gdac" / "ar_index_global_prof.txt", "rb") as stream:
+        index = parse_index(stream)
     assert len(index) == 2702
     assert index["latitude"].isna().sum() == 1  # one row has empty lat/lon fields
     assert index["file"].str.match(r"^\w+/\d+/profiles/[RD]\d+_\d+D?\.nc$").all()
@@ -133,7 +134,8 @@ def test_real_gdac_over_http(real_gdac, tmp_path):
 
 def test_real_profile_day_completes_over_http(real_gdac, tmp_path):
     root, url = real_gdac
-    index = parse_index((root / "ar_index_global_prof.txt").read_bytes())
+    with open(root / "ar_index_global_prof.txt", "rb") as stream:
+        index = parse_index(stream)
     present = index[[(root / "dac" / f).exists() for f in index["file"]]]
     header = "".join((root / "ar_index_global_prof.txt").read_text().splitlines(keepends=True)[:8])
     (root / "ar_index_global_prof.txt").write_text(header + present.to_csv(index=False))
@@ -146,3 +148,15 @@ def test_real_profile_day_completes_over_http(real_gdac, tmp_path):
     assert sorted(k for d in days for k in provider.raw_inputs(product, d, raw)) == sorted(
         f"argo/dac/{f}" for f in present["file"]
     )
+
+
+def test_index_is_filtered_to_the_requested_days_while_streaming(real_fixtures, tmp_path):  # noqa: F811
+    import gzip
+
+    text = (real_fixtures / "argo_gdac" / "ar_index_global_prof.txt").read_bytes()
+    compressed = tmp_path / "ar_index_global_prof.txt.gz"
+    compressed.write_bytes(gzip.compress(text))
+    with open(compressed, "rb") as stream:
+        rows = parse_index(stream, gzip=True, days=[dt.date(2020, 8, 6), dt.date(2022, 4, 23)])
+    assert sorted(rows["date"].str[:8].unique()) == ["20200806", "20220423"]
+    assert len(rows) == 6  # 4 + 2 profiles on those days in the real index

@@ -63,6 +63,21 @@ def get_loader(product: Product) -> Loader:
         ) from None
 
 
+def netcdf_engine(path: Path) -> str:
+    """xarray engine for a NetCDF file, from its magic bytes.
+
+    scipy reads classic NetCDF3 (Argo profile files), h5netcdf reads NetCDF4/HDF5. The netCDF4 library is
+    never used: its bundled HDF5 is not thread-safe next to h5py's under the threaded task runner.
+    """
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic[:3] == b"CDF":
+        return "scipy"
+    if magic == b"\x89HDF":
+        return "h5netcdf"
+    raise InputError(f"{path.name}: not a NetCDF file (starts with {magic!r})")
+
+
 def day_bounds_us(day: dt.date) -> tuple[int, int]:
     """[00:00, 24:00) of a UTC day in integer microseconds, the unit TACO's istac columns use."""
     start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1_000_000

@@ -11,7 +11,7 @@ import xarray as xr
 
 from oceantaco.catalog import Product
 from oceantaco.encoding import encode_dataset
-from oceantaco.loaders import InputError, Tile, day_bounds_us, register
+from oceantaco.loaders import InputError, Tile, day_bounds_us, netcdf_engine, register
 from oceantaco.regions import REGIONS, normalize_lon
 
 _COORD_NAMES = {"latitude": "lat", "longitude": "lon"}
@@ -25,7 +25,7 @@ def open_grid(path: Path, product: Product) -> tuple[np.ndarray, np.ndarray, dic
     time dimension with or without a ``time`` variable, and dangling ``grid_mapping`` references; unknown
     variables are ignored.
     """
-    with xr.open_dataset(path, engine="h5netcdf", decode_times=False) as ds:
+    with xr.open_dataset(path, engine=netcdf_engine(path), decode_times=False) as ds:
         ds = ds.rename({k: v for k, v in _COORD_NAMES.items() if k in ds.variables or k in ds.dims})
         if "lat" not in ds.variables or "lon" not in ds.variables:
             raise InputError(f"{path.name}: no lat/lon coordinates")

@@ -17,7 +17,7 @@ import xarray as xr
 
 from oceantaco.catalog import Product
 from oceantaco.encoding import encode_dataset
-from oceantaco.loaders import InputError, Tile, register
+from oceantaco.loaders import InputError, Tile, netcdf_engine, register
 from oceantaco.regions import REGIONS, normalize_lon, region_index
 
 PARAMETERS = ("PRES", "TEMP", "PSAL")
@@ -49,7 +49,9 @@ def _qc_digits(qc: np.ndarray) -> np.ndarray:
 def read_profiles(path: Path, product: Product, day: dt.date) -> dict[str, np.ndarray]:
     """Good points of one profile file whose profile time falls on ``day`` (UTC), as 1-D arrays."""
     good = product.good_qc
-    with xr.open_dataset(path, concat_characters=False, decode_timedelta=False) as ds:
+    with xr.open_dataset(
+        path, engine=netcdf_engine(path), concat_characters=False, decode_timedelta=False
+    ) as ds:
         if "TEMP" not in ds.variables or "PRES" not in ds.variables:
             raise InputError(f"{path.name}: not an Argo core profile file (no PRES/TEMP)")
         n_prof, n_levels = ds.sizes["N_PROF"], ds.sizes["N_LEVELS"]

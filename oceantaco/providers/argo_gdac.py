@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+from collections.abc import Collection
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -18,7 +20,9 @@ from oceantaco.providers import DayPlan, RemoteFile, register
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
 
-INDEX_NAMES = ("ar_index_global_prof.txt", "ar_index_global_prof.txt.gz")
+# The compressed index is a quarter of the size; the real one holds about 3 million profiles.
+INDEX_NAMES = ("ar_index_global_prof.txt.gz", "ar_index_global_prof.txt")
+INDEX_CHUNK_ROWS = 500_000
 INDEX_COLUMNS = [
     "file",
     "date",
@@ -33,18 +37,29 @@ INDEX_COLUMNS = [
 CORE_FILE = re.compile(r"[RD]\d+_\d{3,4}D?\.nc")
 
 
-def parse_index(raw: bytes, *, gzip: bool = False) -> pd.DataFrame:
-    """GDAC profile index -> DataFrame; header lines start with '#', missing values are empty fields."""
-    frame = pd.read_csv(
-        io.BytesIO(raw),
+def parse_index(
+    stream: BinaryIO, *, gzip: bool = False, days: Collection[dt.date] | None = None
+) -> pd.DataFrame:
+    """GDAC profile index -> DataFrame of its rows (only those of ``days`` when given).
+
+    Header lines start with '#' and missing values are empty fields. The file is read in chunks, so memory
+    stays flat however large the index is.
+    """
+    wanted = None if days is None else {f"{d:%Y%m%d}" for d in days}
+    chunks = pd.read_csv(
+        stream,
         comment="#",
         dtype={"file": str, "date": str, "ocean": str, "institution": str, "date_update": str},
         compression="gzip" if gzip else None,
+        chunksize=INDEX_CHUNK_ROWS,
     )
-    missing = set(INDEX_COLUMNS) - set(frame.columns)
-    if missing:
-        raise ValueError(f"not an Argo profile index: columns {sorted(missing)} missing")
-    return frame
+    kept = []
+    for chunk in chunks:
+        missing = set(INDEX_COLUMNS) - set(chunk.columns)
+        if missing:
+            raise ValueError(f"not an Argo profile index: columns {sorted(missing)} missing")
+        kept.append(chunk if wanted is None else chunk[chunk["date"].str[:8].isin(wanted)])
+    return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=INDEX_COLUMNS)
 
 
 def day_index_key(product: Product, day: dt.date) -> str:
@@ -58,14 +73,15 @@ class ArgoGDAC:
     def __init__(self, settings: Settings) -> None:
         self.source = Storage(settings.argo_gdac)
 
-    def _read_index(self) -> pd.DataFrame:
+    def _read_index(self, days: list[dt.date]) -> pd.DataFrame:
         for name in INDEX_NAMES:
             if self.source.exists(name):
-                return parse_index(self.source.read_bytes(name), gzip=name.endswith(".gz"))
+                with self.source.open_read(name) as stream:
+                    return parse_index(stream, gzip=name.endswith(".gz"), days=days)
         raise FileNotFoundError(f"no {' or '.join(INDEX_NAMES)} at the Argo GDAC {self.source.url}")
 
     def plan(self, product: Product, days: list[dt.date]) -> list[DayPlan]:
-        index = self._read_index()
+        index = self._read_index(days)
         profile_day = pd.to_datetime(index["date"].str[:8], format="%Y%m%d", errors="coerce").dt.date
         is_core = index["file"].map(lambda f: bool(CORE_FILE.fullmatch(f.rsplit("/", 1)[-1])))
         plans = []

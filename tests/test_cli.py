@@ -1,0 +1,146 @@
+"""The seed CLI's three steps on a local root, without Prefect: flags, dry run, refusals, isolation."""
+
+import datetime as dt
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from oceantaco.cli import app
+from oceantaco.inventory import read_inventory
+from oceantaco.storage import Storage
+from oceantaco.synthetic import build_mirror
+
+DAYS = [dt.date(2024, 3, 1), dt.date(2024, 3, 2)]
+RANGE = ["--start-date", "2024-03-01", "--end-date", "2024-03-02"]
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    return build_mirror(tmp_path_factory.mktemp("upstream"), DAYS, l4_resolution=1.0)
+
+
+@pytest.fixture
+def cli(mirror, monkeypatch):
+    monkeypatch.setenv("OCEANTACO_CMEMS_MIRROR", mirror.cmems_mirror)
+    monkeypatch.setenv("OCEANTACO_ARGO_GDAC", mirror.argo_gdac)
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result.output
+
+    return invoke
+
+
+def test_dry_run_is_the_default_and_writes_only_its_report(cli, mirror, tmp_path):
+    raw = tmp_path / "raw"
+    out = cli("download", *RANGE, "--output-dir", str(raw))
+    assert "dry run: would fetch" in out
+    (report,) = list((raw / "logs").iterdir())
+    assert [p for p in raw.rglob("*") if p.is_file()] == [report]
+    body = json.loads(report.read_text())
+    expected_files = len(mirror.l4_ssh_files) + len(mirror.argo_files)
+    assert body["summary"]["planned_files"] == expected_files and body["downloads"] == []
+
+
+def test_three_steps_then_a_rerun_that_changes_nothing(cli, mirror, tmp_path):
+    raw, formatted, taco = (str(tmp_path / n) for n in ("raw", "formatted", "taco"))
+    out = cli("download", *RANGE, "--output-dir", raw, "--download", "--weekly-batches")
+    assert f"fetched {len(mirror.l4_ssh_files) + len(mirror.argo_files)} file(s)" in out
+    out = cli(
+        "format",
+        "--date-min",
+        "2024-03-01",
+        "--date-max",
+        "2024-03-02",
+        "--data-dir",
+        raw,
+        "--output-dir",
+        formatted,
+        "-p",
+        "2",
+    )
+    inventory = read_inventory(Storage(formatted))
+    assert (inventory["data_source"] == "l4_ssh").sum() == 16
+    out = cli("build", "--data-dir", formatted, "--output-dir", taco)
+    assert "parts written 1" in out and "verified: " in out
+
+    n_files = len(mirror.l4_ssh_files) + len(mirror.argo_files)
+    out = cli("download", *RANGE, "--output-dir", raw, "--download")
+    assert f"fetched 0 file(s), 0.0 MB; skipped {n_files} already present" in out
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "formatted").rglob("*")}
+    out = cli(
+        "format",
+        "--date-min",
+        "2024-03-01",
+        "--date-max",
+        "2024-03-02",
+        "--data-dir",
+        raw,
+        "--output-dir",
+        formatted,
+        "-p",
+        "1",
+    )
+    assert out.count("│ unchanged") == 4  # the status cells: 2 products x 2 days
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "formatted").rglob("*")} == before
+    assert "parts written 0, unchanged 1" in cli("build", "--data-dir", formatted, "--output-dir", taco)
+
+
+def test_a_bad_raw_file_fails_only_its_day(cli, tmp_path):
+    raw, formatted = str(tmp_path / "raw"), str(tmp_path / "formatted")
+    cli("download", *RANGE, "--output-dir", raw, "--download", "--sources", "l4_ssh")
+    (broken,) = [p for p in (tmp_path / "raw").rglob("*20240302_*.nc")]
+    broken.write_bytes(broken.read_bytes()[:5000])  # truncated upload
+    out = cli(
+        "format",
+        "--date-min",
+        "2024-03-01",
+        "--date-max",
+        "2024-03-02",
+        "--data-dir",
+        raw,
+        "--output-dir",
+        formatted,
+        "--only-vars",
+        "l4_ssh.nc",
+        "-p",
+        "1",
+        code=1,
+    )
+    assert "l4_ssh 2024-03-02" in out.split("failed:")[1]
+    assert sorted(read_inventory(Storage(formatted))["date_str"].unique()) == ["20240301"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["download", "--sources", "l4_sst"], "not implemented yet"),
+        (["download", "--aviso-ftp-user", "me"], "not implemented yet"),
+        (["format", "--include-l3-swot"], "not implemented yet"),
+        (["format", "--only-vars", "nonsense"], "unknown product"),
+        (["build", "--analyze-duplicates-only"], "not implemented yet"),
+        (["download", "--dry-run", "--download"], "mutually exclusive"),
+    ],
+)
+def test_unimplemented_or_wrong_options_are_refused(cli, args, message):
+    assert message in cli(*args, code=2)
+
+
+def test_malformed_date_is_a_usage_error(cli):
+    assert "use YYYY-MM-DD" in cli("download", "--start-date", "2024-13-01", code=2)
+
+
+def test_end_before_start_is_a_usage_error(cli):
+    assert "before start date" in cli(
+        "format", "--date-min", "2024-03-02", "--date-max", "2024-03-01", code=2
+    )
+
+
+def test_build_without_an_inventory_says_what_to_do(cli, tmp_path):
+    out = cli(
+        "build", "--data-dir", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "taco"), code=2
+    )
+    assert "run the format step first" in out

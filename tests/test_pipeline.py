@@ -1,0 +1,167 @@
+"""End to end through Prefect: download -> format -> build against the real local Prefect server, on a
+local root and on a moto S3 root, checked value by value against the synthetic upstream files."""
+
+import datetime as dt
+import hashlib
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tacoreader
+import xarray as xr
+from typer.testing import CliRunner
+
+from flows.pipeline import pipeline
+from oceantaco.catalog import load_catalog
+from oceantaco.cli import app
+from oceantaco.inventory import read_inventory
+from oceantaco.regions import REGION_NAMES, region
+from oceantaco.steps import Roots
+from oceantaco.storage import Storage
+from oceantaco.synthetic import build_mirror
+
+pytestmark = pytest.mark.prefect
+
+DAYS = [dt.date(2024, 1, 30), dt.date(2024, 1, 31), dt.date(2024, 2, 1)]
+CATALOG = load_catalog()
+VSISUBFILE = re.compile(r"/vsisubfile/(\d+)_(\d+),(.+)")
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    return build_mirror(tmp_path_factory.mktemp("upstream"), DAYS, l4_resolution=0.5)
+
+
+@pytest.fixture
+def upstream(mirror, monkeypatch):
+    monkeypatch.setenv("OCEANTACO_CMEMS_MIRROR", mirror.cmems_mirror)
+    monkeypatch.setenv("OCEANTACO_ARGO_GDAC", mirror.argo_gdac)
+    return mirror
+
+
+def expected_argo_points(mirror, day: dt.date) -> dict[tuple[int, int, float], float]:
+    """(platform, cycle, pressure) -> temperature of every good level in the top 100 dbar, from the
+    profiles the mirror was written from (adjusted values for D/A profiles)."""
+    points = {}
+    for profile in mirror.argo_profiles:
+        if profile.juld.date() != day:
+            continue
+        adjusted = profile.data_mode != "R"
+        pres, temp = profile.values("PRES", adjusted), profile.values("TEMP", adjusted)
+        pres_qc, temp_qc = profile.qc("PRES", adjusted), profile.qc("TEMP", adjusted)
+        for level in range(profile.n_levels):
+            if pres_qc[level] in "12" and temp_qc[level] in "12" and pres[level] <= 100:
+                points[(int(profile.platform_number), profile.cycle_number, float(pres[level]))] = temp[level]
+    return points
+
+
+def check_root(root: str, mirror) -> int:
+    """Checks everything under ``root`` against the upstream files; returns the number of tiles."""
+    roots = Roots.under(root)
+    raw, formatted, taco = Storage(roots.raw), Storage(roots.formatted), Storage(roots.taco)
+
+    # raw: byte-identical copies in the original layout
+    for path in mirror.l4_ssh_files.values():
+        key = "l4_ssh/" + path.relative_to(mirror.cmems_mirror).as_posix()
+        assert raw.sha256(key) == hashlib.sha256(path.read_bytes()).hexdigest()
+    for rel in mirror.argo_files:
+        assert raw.read_bytes(f"argo/dac/{rel}") == (Path(mirror.argo_gdac) / "dac" / rel).read_bytes()
+
+    # inventory rows match the tiles on disk, one way and the other
+    inventory = read_inventory(formatted)
+    assert sorted(inventory["relative_path"]) == sorted(k for k in formatted.list() if k.endswith(".nc"))
+    for row in inventory.itertuples():
+        assert formatted.sha256(row.relative_path) == row.sha256
+        assert formatted.size(row.relative_path) == row.size_bytes
+    ssh = inventory[inventory["data_source"] == "l4_ssh"]
+    assert len(ssh) == len(DAYS) * 8 and set(ssh["dataset_version"]) == {"202411"}
+
+    # L4 SSH: decoded tile == decoded upstream field on the tile, within half a packing step
+    step = CATALOG["l4_ssh"].variables["sla"].scale_factor
+    for day in DAYS:
+        with xr.open_dataset(mirror.l4_ssh_files[day], engine="h5netcdf") as src:
+            source = src["sla"].isel(time=0).load()
+        for name in ("NORTH_ATLANTIC", "SOUTH_PACIFIC_WEST"):
+            key = CATALOG["l4_ssh"].tile_key(name, day)
+            tile = xr.open_dataset(io.BytesIO(formatted.read_bytes(key)), engine="h5netcdf").load()
+            reg = region(name)
+            assert tile["lat"].min() >= reg.lat_min and tile["lat"].max() < reg.lat_max
+            assert tile["lon"].min() >= reg.lon_min and tile["lon"].max() < reg.lon_max
+            expected = source.sel(latitude=tile["lat"].values, longitude=tile["lon"].values).values
+            assert expected.shape == tile["sla"].shape
+            assert np.array_equal(np.isnan(expected), np.isnan(tile["sla"].values))
+            assert np.nanmax(np.abs(tile["sla"].values - expected)) <= step / 2 + 1e-9
+
+    # Argo: exactly the good upper-ocean levels of the day's profiles, each in the tile of its position
+    argo = inventory[inventory["data_source"] == "argo"]
+    for day in DAYS:
+        expected = expected_argo_points(mirror, day)
+        got = {}
+        for key in argo[argo["date_str"] == f"{day:%Y%m%d}"]["relative_path"]:
+            tile = xr.open_dataset(io.BytesIO(formatted.read_bytes(key)), engine="h5netcdf").load()
+            reg = region(tile.attrs["region"])
+            assert reg.contains(tile["lon"].values, tile["lat"].values).all()
+            for p, c, pres, temp in zip(
+                tile["PLATFORM_NUMBER"].values,
+                tile["CYCLE_NUMBER"].values,
+                tile["PRES"].values,
+                tile["TEMP"].values,
+                strict=True,
+            ):
+                got[(int(p), int(c), float(pres))] = temp
+        assert got.keys() == expected.keys()
+        assert all(np.float32(got[k]) == np.float32(v) for k, v in expected.items())
+
+    # TACO: 3 days x 8 regions x 11 slots, navigated with read() (correct for multi-part datasets)
+    assert sorted(k for k in taco.list() if k.endswith(".tacozip")) == [
+        "OceanTACO_2024_01.tacozip",
+        "OceanTACO_2024_02.tacozip",
+    ]
+    tacoreader.clear_cache()
+    dataset = tacoreader.load(taco.url, cache=False)
+    assert dataset.data["id"].to_pylist() == [f"{d:%Y_%m_%d}" for d in DAYS]
+    argo_tiles = set(argo["relative_path"])
+    for day in DAYS:
+        regions = dataset.data.read(f"{day:%Y_%m_%d}")
+        assert regions["id"].to_pylist() == list(REGION_NAMES)
+        for name in REGION_NAMES:
+            slots = regions.read(name)
+            has_argo = CATALOG["argo"].tile_key(name, day) in argo_tiles
+            expected_ids = [
+                p.output_id if p.token == "l4_ssh" or (p.token == "argo" and has_argo) else p.placeholder_id
+                for p in CATALOG.ordered()
+            ]
+            assert slots["id"].to_pylist() == expected_ids
+        vsi = regions.read("NORTH_ATLANTIC").read("l4_ssh.nc")
+        offset, size, container = VSISUBFILE.match(vsi).groups()
+        payload = taco.read_range(container.rsplit("/", 1)[-1], int(offset), int(size))
+        assert payload == formatted.read_bytes(CATALOG["l4_ssh"].tile_key("NORTH_ATLANTIC", day))
+    return len(inventory)
+
+
+def snapshot(root: str) -> dict[str, tuple[str, float]]:
+    storage = Storage(root)
+    return {k: (storage.sha256(k), Path(storage.full_path(k)).stat().st_mtime) for k in storage.list()}
+
+
+def test_pipeline_on_a_local_root_and_a_rerun_rewrites_nothing(upstream, tmp_path):
+    root = str(tmp_path / "root")
+    report = pipeline(DAYS[0], DAYS[-1], root)
+    assert report.days == 3 and not report.verify.failures
+    assert report.tiles == check_root(root, upstream)
+    before = snapshot(root)
+    again = pipeline(DAYS[0], DAYS[-1], root)
+    assert again.parts_written == () and not again.catalog_written
+    assert snapshot(root) == before  # same objects, same bytes, not even rewritten (same mtimes)
+
+
+def test_oceantaco_run_on_an_s3_root(upstream, s3_bucket):
+    root = f"{s3_bucket}/dataset"
+    result = CliRunner().invoke(
+        app, ["run", "--start-date", "2024-01-30", "--end-date", "2024-02-01", "--root", root]
+    )
+    assert result.exit_code == 0, result.output
+    assert "parts written 2" in result.output
+    check_root(root, upstream)
