@@ -2,7 +2,7 @@
 
 The samples live outside the repository (``../shared/fixtures/real`` next to the checkout) and are never
 copied into it, so tests that compare against them must skip cleanly wherever ``shared/`` is missing.
-Import the fixture into a test module with ``from real_fixtures import real_fixtures``.
+``conftest.py`` registers this module as a plugin, so any test can ask for the fixture.
 """
 
 from __future__ import annotations

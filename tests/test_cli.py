@@ -13,6 +13,7 @@ from oceantaco.synthetic import build_mirror
 
 DAYS = [dt.date(2024, 3, 1), dt.date(2024, 3, 2)]
 RANGE = ["--start-date", "2024-03-01", "--end-date", "2024-03-02"]
+FORMAT_RANGE = ["--date-min", "2024-03-01", "--date-max", "2024-03-02"]
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +50,7 @@ def test_three_steps_then_a_rerun_that_changes_nothing(cli, mirror, tmp_path):
     raw, formatted, taco = (str(tmp_path / n) for n in ("raw", "formatted", "taco"))
     out = cli("download", *RANGE, "--output-dir", raw, "--download", "--weekly-batches")
     assert f"fetched {len(mirror.l4_ssh_files) + len(mirror.argo_files)} file(s)" in out
-    out = cli(
-        "format",
-        "--date-min",
-        "2024-03-01",
-        "--date-max",
-        "2024-03-02",
-        "--data-dir",
-        raw,
-        "--output-dir",
-        formatted,
-        "-p",
-        "2",
-    )
+    out = cli("format", *FORMAT_RANGE, "--data-dir", raw, "--output-dir", formatted, "-p", "2")
     inventory = read_inventory(Storage(formatted))
     assert (inventory["data_source"] == "l4_ssh").sum() == 16
     out = cli("build", "--data-dir", formatted, "--output-dir", taco)
@@ -71,19 +60,7 @@ def test_three_steps_then_a_rerun_that_changes_nothing(cli, mirror, tmp_path):
     out = cli("download", *RANGE, "--output-dir", raw, "--download")
     assert f"fetched 0 file(s), 0.0 MB; skipped {n_files} already present" in out
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "formatted").rglob("*")}
-    out = cli(
-        "format",
-        "--date-min",
-        "2024-03-01",
-        "--date-max",
-        "2024-03-02",
-        "--data-dir",
-        raw,
-        "--output-dir",
-        formatted,
-        "-p",
-        "1",
-    )
+    out = cli("format", *FORMAT_RANGE, "--data-dir", raw, "--output-dir", formatted, "-p", "1")
     assert out.count("│ unchanged") == 4  # the status cells: 2 products x 2 days
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "formatted").rglob("*")} == before
     assert "parts written 0, unchanged 1" in cli("build", "--data-dir", formatted, "--output-dir", taco)
@@ -96,10 +73,7 @@ def test_a_bad_raw_file_fails_only_its_day(cli, tmp_path):
     broken.write_bytes(broken.read_bytes()[:5000])  # truncated upload
     out = cli(
         "format",
-        "--date-min",
-        "2024-03-01",
-        "--date-max",
-        "2024-03-02",
+        *FORMAT_RANGE,
         "--data-dir",
         raw,
         "--output-dir",

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from real_fixtures import real_fixtures  # noqa: F401  (fixture)
 from scipy.io import netcdf_file
 
 from oceantaco.catalog import load_catalog
@@ -52,7 +51,7 @@ def _tiles(formatted: Storage, day: dt.date) -> list[xr.Dataset]:
         ("dt_med_allsat_phy_l4_20160515_20190101.nc", dt.date(2016, 5, 15)),  # time dim, no time variable
     ],
 )
-def test_real_duacs_files_tile_to_their_decoded_values(real_fixtures, tmp_path, name, day):  # noqa: F811
+def test_real_duacs_files_tile_to_their_decoded_values(real_fixtures, tmp_path, name, day):
     source = real_fixtures / "l4_ssh_duacs" / name
     _raw_day(tmp_path / "raw", source, day)
     formatted = Storage(str(tmp_path / "formatted"))
@@ -69,7 +68,7 @@ def test_real_duacs_files_tile_to_their_decoded_values(real_fixtures, tmp_path, 
     assert valid_cells == int(np.isfinite(expected.values).sum())  # nothing lost at tile seams
 
 
-def test_real_global_file_on_0_360_longitudes(real_fixtures):  # noqa: F811
+def test_real_global_file_on_0_360_longitudes(real_fixtures):
     """The real NRT 0.25° file runs 0..360 and has no `sla` (a dangling grid_mapping, too)."""
     path = real_fixtures / "l4_ssh_duacs" / "nrt_global_allsat_phy_l4_20190223_20190226.nc"
     with pytest.raises(InputError, match="sla missing"):
@@ -166,7 +165,7 @@ def _good_points_by_hand(path: Path, day: dt.date) -> list[tuple[float, float]]:
     return keep
 
 
-def test_real_argo_profiles_keep_every_good_upper_level_in_the_right_tile(real_fixtures):  # noqa: F811
+def test_real_argo_profiles_keep_every_good_upper_level_in_the_right_tile(real_fixtures):
     argo = CATALOG["argo"]
     for path in sorted((real_fixtures / "argo_gdac" / "dac").rglob("*.nc")):
         with netcdf_file(path, "r", mmap=False) as f:

@@ -5,6 +5,7 @@ import datetime as dt
 import hashlib
 import io
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from oceantaco.regions import REGION_NAMES, region
 from oceantaco.steps import Roots
 from oceantaco.storage import Storage
 from oceantaco.synthetic import build_mirror
+from oceantaco.taco import read_slots
 
 pytestmark = pytest.mark.prefect
 
@@ -165,3 +167,24 @@ def test_oceantaco_run_on_an_s3_root(upstream, s3_bucket):
     assert result.exit_code == 0, result.output
     assert "parts written 2" in result.output
     check_root(root, upstream)
+
+
+def test_a_corrupt_upstream_day_fails_alone_and_the_rest_is_published(mirror, tmp_path, monkeypatch):
+    upstream = tmp_path / "upstream"
+    shutil.copytree(mirror.cmems_mirror, upstream)
+    (bad,) = upstream.rglob(f"*_{DAYS[1]:%Y%m%d}_*.nc")
+    bad.write_bytes(bad.read_bytes()[:4096])  # a truncated file, as an interrupted upstream write leaves it
+    monkeypatch.setenv("OCEANTACO_CMEMS_MIRROR", str(upstream))
+    monkeypatch.setenv("OCEANTACO_ARGO_GDAC", mirror.argo_gdac)
+    root = str(tmp_path / "root")
+
+    with pytest.raises(RuntimeError, match="0 download day\\(s\\) and 1 format day\\(s\\) failed"):
+        pipeline(DAYS[0], DAYS[-1], root)
+
+    slots = read_slots(Storage(Roots.under(root).taco))
+    ssh = {(r["day"], r["available"]) for r in slots if r["slot"].startswith("l4_ssh")}
+    assert ssh == {("2024_01_30", True), ("2024_01_31", False), ("2024_02_01", True)}
+    assert {r["slot"] for r in slots if r["day"] == "2024_01_31" and r["slot"].startswith("l4_ssh")} == {
+        "l4_ssh.missing"
+    }
+    assert sum(r["slot"] == "argo.nc" for r in slots if r["day"] == "2024_01_31") >= 1  # argo unaffected

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from real_fixtures import real_fixtures  # noqa: F401  (fixture)
 from services import start_http_file_server
 
 from oceantaco.catalog import load_catalog
@@ -100,7 +99,7 @@ def test_argo_from_a_local_gdac_folder(mirror, tmp_path):
 
 
 @pytest.fixture
-def real_gdac(real_fixtures, tmp_path):  # noqa: F811
+def real_gdac(real_fixtures, tmp_path):
     """The real GDAC index and profile files, served by a Range-capable HTTP server."""
     root = tmp_path / "gdac"
     shutil.copytree(real_fixtures / "argo_gdac", root)
@@ -108,7 +107,7 @@ def real_gdac(real_fixtures, tmp_path):  # noqa: F811
         yield root, server.url
 
 
-def test_real_index_parses_like_the_gdac_documents_it(real_fixtures):  # noqa: F811
+def test_real_index_parses_like_the_gdac_documents_it(real_fixtures):
     with open(real_fixtures / "argo_gdac" / "ar_index_global_prof.txt", "rb") as stream:
         index = parse_index(stream)
     assert len(index) == 2702
@@ -150,7 +149,7 @@ def test_real_profile_day_completes_over_http(real_gdac, tmp_path):
     )
 
 
-def test_index_is_filtered_to_the_requested_days_while_streaming(real_fixtures, tmp_path):  # noqa: F811
+def test_index_is_filtered_to_the_requested_days_while_streaming(real_fixtures, tmp_path):
     import gzip
 
     text = (real_fixtures / "argo_gdac" / "ar_index_global_prof.txt").read_bytes()

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from real_fixtures import real_fixtures  # noqa: F401  (pytest fixture)
 from scipy.io import netcdf_file
 
 from oceantaco import synthetic as syn
@@ -24,8 +23,15 @@ DAY = dt.date(2020, 1, 5)
 FilePick = Callable[[list[syn.ArgoProfile]], bool]
 HALF_STEP = syn.DUACS_SCALE_FACTOR / 2 + 1e-12
 # netCDF-C / HDF5 bookkeeping attributes, not part of the product's metadata.
-_HDF5_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid", "_Netcdf4Coordinates",
-                  "_NCProperties"}
+_HDF5_INTERNAL = {
+    "DIMENSION_LIST",
+    "REFERENCE_LIST",
+    "CLASS",
+    "NAME",
+    "_Netcdf4Dimid",
+    "_Netcdf4Coordinates",
+    "_NCProperties",
+}
 # The real sample is a Black Sea subset: its coordinate ranges differ from a global grid.
 _DOMAIN_DEPENDENT = {"valid_min", "valid_max"}
 
@@ -44,8 +50,9 @@ def _h5_layout(path: Path) -> tuple[dict[str, np.dtype], dict[str, dict]]:
                 "dtype": var.dtype,
                 "dims": dims or ((name,) if var.ndim == 1 else ()),
                 "storage": (var.compression, var.compression_opts, var.shuffle, var.chunks),
-                "attrs": {k: (np.asarray(v).dtype, v) for k, v in var.attrs.items()
-                          if k not in _HDF5_INTERNAL},
+                "attrs": {
+                    k: (np.asarray(v).dtype, v) for k, v in var.attrs.items() if k not in _HDF5_INTERNAL
+                },
             }
     return globals_, variables
 
@@ -58,7 +65,8 @@ def duacs_quarter_degree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.real_fixtures
 def test_duacs_layout_matches_real_black_sea_file(
-    real_fixtures: Path, duacs_quarter_degree: Path  # noqa: F811
+    real_fixtures: Path,
+    duacs_quarter_degree: Path,
 ) -> None:
     real_file = real_fixtures / "l4_ssh_duacs/dt_blacksea_allsat_phy_l4_20160707_20200801.nc"
     real_globals, real = _h5_layout(real_file)
@@ -141,8 +149,15 @@ def test_duacs_grids_and_longitude_conventions_agree() -> None:
 def test_analytic_ssh_ranges_land_and_day_shift() -> None:
     lat, lon = syn.duacs_grid(0.25, "-180..180")
     grid = (lat[:, None], lon[None, :])
-    ranges = {"sla": (-1.5, 1.5), "adt": (-1.5, 2.0), "ugos": (-2, 2), "vgos": (-2, 2), "ugosa": (-2, 2),
-              "vgosa": (-2, 2), "err_sla": (0.0, 0.1)}
+    ranges = {
+        "sla": (-1.5, 1.5),
+        "adt": (-1.5, 2.0),
+        "ugos": (-2, 2),
+        "vgos": (-2, 2),
+        "ugosa": (-2, 2),
+        "vgosa": (-2, 2),
+        "err_sla": (0.0, 0.1),
+    }
     for name, (lo, hi) in ranges.items():
         values = syn.analytic_ssh(name, *grid, DAY)
         assert lo <= np.nanmin(values) and np.nanmax(values) <= hi, name
@@ -165,12 +180,15 @@ def test_duacs_nrt_time_coverage() -> None:
     assert ds.attrs["time_coverage_start"] == ds.attrs["time_coverage_end"] == "2020-01-05T00:00:00Z"
     dt_ds = syn.duacs_l4_dataset(DAY, resolution=2.0, variables=())
     assert (dt_ds.attrs["time_coverage_start"], dt_ds.attrs["time_coverage_end"]) == (
-        "2020-01-04T12:00:00Z", "2020-01-05T12:00:00Z")
+        "2020-01-04T12:00:00Z",
+        "2020-01-05T12:00:00Z",
+    )
 
 
 def test_a_global_eighth_degree_day_has_the_native_shape_and_chunks(tmp_path: Path) -> None:
-    path = syn.write_duacs_l4(tmp_path / "dt_global_allsat_phy_l4_20200105_20241120.nc", DAY,
-                              dt.date(2024, 11, 20))
+    path = syn.write_duacs_l4(
+        tmp_path / "dt_global_allsat_phy_l4_20200105_20241120.nc", DAY, dt.date(2024, 11, 20)
+    )
     with h5py.File(path, "r") as f:
         assert f["adt"].shape == (1, 1440, 2880) and f["adt"].chunks == (1, 50, 50)
 
@@ -186,8 +204,10 @@ def _nc3_layout(path: Path) -> tuple[list[tuple[str, int | None]], dict[str, dic
             name: {
                 "dims": var.dimensions,
                 "dtype": var.data.dtype.str,
-                "attrs": {k: (np.asarray(v).dtype.str if not isinstance(v, bytes) else "char", v)
-                          for k, v in var._attributes.items()},
+                "attrs": {
+                    k: (np.asarray(v).dtype.str if not isinstance(v, bytes) else "char", v)
+                    for k, v in var._attributes.items()
+                },
             }
             for name, var in f.variables.items()
         }
@@ -206,8 +226,19 @@ def _write_first(files: dict[str, list[syn.ArgoProfile]], tmp_path: Path, pick: 
     return syn.write_argo_profile(tmp_path / rel, files[rel])
 
 
-_VALUE_ATTRS = {"long_name", "standard_name", "units", "conventions", "_FillValue", "valid_min", "valid_max",
-                "C_format", "FORTRAN_format", "resolution", "axis"}
+_VALUE_ATTRS = {
+    "long_name",
+    "standard_name",
+    "units",
+    "conventions",
+    "_FillValue",
+    "valid_min",
+    "valid_max",
+    "C_format",
+    "FORTRAN_format",
+    "resolution",
+    "axis",
+}
 
 
 @pytest.mark.real_fixtures
@@ -220,7 +251,10 @@ _VALUE_ATTRS = {"long_name", "standard_name", "units", "conventions", "_FillValu
     ids=["delayed-mode", "without-psal"],
 )
 def test_argo_profile_file_matches_real(
-    real_fixtures: Path, tmp_path: Path, argo_day: dict[str, list[syn.ArgoProfile]], real_file: str,  # noqa: F811
+    real_fixtures: Path,
+    tmp_path: Path,
+    argo_day: dict[str, list[syn.ArgoProfile]],
+    real_file: str,
     pick: FilePick,
 ) -> None:
     path = _write_first(argo_day, tmp_path, pick)
@@ -230,8 +264,17 @@ def test_argo_profile_file_matches_real(
     dims, variables, globals_ = _nc3_layout(path)
 
     assert [name for name, _ in dims] == [name for name, _ in real_dims]
-    fixed = {"DATE_TIME", "STRING256", "STRING64", "STRING32", "STRING16", "STRING8", "STRING4", "STRING2",
-             "N_CALIB"}
+    fixed = {
+        "DATE_TIME",
+        "STRING256",
+        "STRING64",
+        "STRING32",
+        "STRING16",
+        "STRING8",
+        "STRING4",
+        "STRING2",
+        "N_CALIB",
+    }
     assert {k: v for k, v in dims if k in fixed} == {k: v for k, v in real_dims if k in fixed}
     assert dict(dims)["N_HISTORY"] is None  # unlimited, as on the GDAC
     assert dict(dims)["N_PARAM"] == dict(real_dims)["N_PARAM"]
@@ -257,8 +300,10 @@ def test_argo_values_round_trip_and_match_analytic(
     for rel, profiles in argo_day.items():
         path = syn.write_argo_profile(tmp_path / rel, profiles)
         # xarray masks blank chars through _FillValue ' ', so text is checked undecoded
-        with (xr.open_dataset(path, engine="scipy") as ds,
-              xr.open_dataset(path, engine="scipy", mask_and_scale=False) as chars):
+        with (
+            xr.open_dataset(path, engine="scipy") as ds,
+            xr.open_dataset(path, engine="scipy", mask_and_scale=False) as chars,
+        ):
             assert ds.sizes["N_PROF"] == len(profiles)
             for i, prof in enumerate(profiles):
                 assert chars.PLATFORM_NUMBER.values[i].decode().strip() == prof.platform_number
@@ -314,8 +359,9 @@ def test_argo_multi_profile_file_and_defects(argo_day: dict[str, list[syn.ArgoPr
 
 def test_argo_file_mixing_parameter_sets(tmp_path: Path, argo_day: dict[str, list[syn.ArgoProfile]]) -> None:
     delayed = next(ps[0] for ps in argo_day.values() if ps[0].data_mode == "D")
-    no_psal = dataclasses.replace(delayed, psal=None, psal_qc=None, psal_adjusted=None, psal_adjusted_qc=None,
-                                  psal_adjusted_error=None)
+    no_psal = dataclasses.replace(
+        delayed, psal=None, psal_qc=None, psal_adjusted=None, psal_adjusted_qc=None, psal_adjusted_error=None
+    )
     path = syn.write_argo_profile(tmp_path / "mixed.nc", [delayed, no_psal])
     with xr.open_dataset(path, engine="scipy", mask_and_scale=False) as ds:
         assert ds.STATION_PARAMETERS.values[1].tolist() == [b"PRES".ljust(16), b"TEMP".ljust(16), b" " * 16]
@@ -345,7 +391,8 @@ def test_argo_profiles_for_days_cover_globe_modes_and_midnight() -> None:
     again = syn.argo_profiles_for_days(days[1:])
     later = [p for p in profiles if p.juld.date() == days[1]]
     assert [(p.relative_path, p.latitude, p.juld) for p in again] == [
-        (p.relative_path, p.latitude, p.juld) for p in later]
+        (p.relative_path, p.latitude, p.juld) for p in later
+    ]
     np.testing.assert_array_equal(again[3].temp, later[3].temp)
     with pytest.raises(ValueError, match="at least 2"):
         syn.argo_profiles_for_days(days, n_per_day=1)
@@ -353,11 +400,21 @@ def test_argo_profiles_for_days_cover_globe_modes_and_midnight() -> None:
 
 @pytest.mark.real_fixtures
 def test_argo_index_parses_like_real(
-    real_fixtures: Path, tmp_path: Path, argo_day: dict[str, list[syn.ArgoProfile]]  # noqa: F811
+    real_fixtures: Path,
+    tmp_path: Path,
+    argo_day: dict[str, list[syn.ArgoProfile]],
 ) -> None:
     rows = [syn.ArgoIndexRow.for_file(ps) for ps in argo_day.values()]
-    nan_row = syn.ArgoIndexRow("aoml/29001/profiles/R29001_001.nc", dt.datetime(2020, 1, 5), np.nan, np.nan,
-                               "", "846", "AO", dt.datetime(2020, 1, 6))
+    nan_row = syn.ArgoIndexRow(
+        "aoml/29001/profiles/R29001_001.nc",
+        dt.datetime(2020, 1, 5),
+        np.nan,
+        np.nan,
+        "",
+        "846",
+        "AO",
+        dt.datetime(2020, 1, 6),
+    )
     path = syn.write_argo_index(tmp_path / "ar_index_global_prof.txt", [*rows, nan_row])
     real_path = real_fixtures / "argo_gdac/ar_index_global_prof.txt"
 
