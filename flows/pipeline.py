@@ -9,27 +9,39 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import Task, flow, get_run_logger, task, unmapped
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.futures import PrefectFuture
 
 from oceantaco import steps
 from oceantaco.formatting import FormatResult
-from oceantaco.providers import DayPlan, FileOutcome
+from oceantaco.providers import DayPlan, DownloadError, FileOutcome, is_transient
 from oceantaco.settings import Settings
 from oceantaco.taco import BuildReport
 
 
-@task(retries=2, retry_delay_seconds=[5, 30])
+def _retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Retry timeouts and dropped connections, never a missing file or a bad input."""
+    try:
+        state.result()
+    except DownloadError as exc:
+        return exc.transient
+    except Exception as exc:
+        return is_transient(exc)
+    return False
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_if_transient)
 def plan_downloads(product: str, days: list[dt.date]) -> list[DayPlan]:
-    return steps.plan_downloads(steps.select_products([product])[0], days, Settings())
+    return steps.plan_downloads(product, days, Settings())
 
 
-@task(retries=2, retry_delay_seconds=[5, 30])
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_if_transient)
 def fetch_day(plan: DayPlan, raw_url: str) -> list[FileOutcome]:
     outcomes = steps.fetch_day(plan, raw_url, Settings())
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:  # fetched files are skipped on retry, so a retry costs only what failed
-        raise RuntimeError(f"{plan.product} {plan.day}: {len(failed)} file(s) failed: {failed[0].error}")
+        raise DownloadError(plan, failed)
     return outcomes
 
 
@@ -64,12 +76,16 @@ def _settle(futures: list[PrefectFuture], what: str) -> tuple[list, int]:
 
 @flow(name="download")
 def download_flow(start: dt.date, end: dt.date, root: str, products: list[str] | None = None) -> int:
-    """Fetch raw files for every (product, day) into ``<root>/raw``; returns the number of failed days."""
+    """Fetch raw files for every (product, day) into ``<root>/raw``; returns the number of failed days.
+
+    A provider that cannot even be listed fails its own product's days only.
+    """
     days = steps.date_range(start, end)
     tokens = [p.token for p in steps.select_products(products)]
-    plans = [plan for plans in plan_downloads.map(tokens, unmapped(days)).result() for plan in plans]
-    _, failed = _settle(fetch_day.map(plans, unmapped(steps.Roots.under(root).raw)), "fetch")
-    return failed
+    planned, failed_products = _settle(plan_downloads.map(tokens, unmapped(days)), "plan")
+    plans = [plan for product_plans in planned for plan in product_plans]
+    _, failed_days = _settle(fetch_day.map(plans, unmapped(steps.Roots.under(root).raw)), "fetch")
+    return failed_days + failed_products * len(days)
 
 
 @flow(name="format")

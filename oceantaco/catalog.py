@@ -7,7 +7,6 @@ instead of matching substrings of product or variable names.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 import tomllib
 from functools import cache
@@ -60,15 +59,6 @@ class VariableEncoding(_Frozen):
         offset = self.add_offset or 0.0
         return round((value - offset) / scale)
 
-    @property
-    def packing_step(self) -> float:
-        """Quantisation step of the stored value (0 for float types)."""
-        return self.scale_factor or (1.0 if self.dtype.startswith("int") else 0.0)
-
-    @property
-    def fill_is_nan(self) -> bool:
-        return isinstance(self.fill_value, float) and math.isnan(self.fill_value)
-
 
 class Dataset(_Frozen):
     """One upstream dataset and the days it is the source for (inclusive window, open end allowed)."""
@@ -88,7 +78,7 @@ class Dataset(_Frozen):
 
     @property
     def dataset_family(self) -> str:
-        """MY/REP vs NRT, as recorded in provenance."""
+        """``nrt`` for near-real-time datasets, ``my`` for multi-year/reprocessed ones."""
         return "nrt" if "_nrt" in self.dataset_id.lower() or "NRT" in self.product_id else "my"
 
 

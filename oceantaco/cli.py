@@ -102,10 +102,9 @@ def download(
     report = steps.DownloadReport(started=steps.timestamp(), dry_run=not do_download)
     spans = [days[i : i + 7] for i in range(0, len(days), 7)] if weekly_batches else [days]
     for token in products:
-        product = steps.load_catalog()[token]
         try:
             for span in spans:
-                for plan in steps.plan_downloads(product, span, settings):
+                for plan in steps.plan_downloads(token, span, settings):
                     report.add_plan(plan)
                     if do_download:
                         report.add_outcomes(plan, steps.fetch_day(plan, raw.url, settings))

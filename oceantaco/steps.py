@@ -61,14 +61,15 @@ def select_products(names: list[str] | None, catalog: Catalog | None = None) -> 
     return products
 
 
-def unsupported_products(catalog: Catalog | None = None) -> list[str]:
-    return [p.token for p in (catalog or load_catalog()).ordered() if p.token not in SUPPORTED_PRODUCTS]
+def unsupported_products() -> list[str]:
+    return [p.token for p in load_catalog().ordered() if p.token not in SUPPORTED_PRODUCTS]
 
 
 # --- download ---------------------------------------------------------------------------------------
 
 
-def plan_downloads(product: Product, days: list[dt.date], settings: Settings) -> list[DayPlan]:
+def plan_downloads(product_token: str, days: list[dt.date], settings: Settings) -> list[DayPlan]:
+    product = load_catalog()[product_token]
     return get_provider(product.provider, settings).plan(product, days)
 
 

@@ -188,3 +188,16 @@ def test_a_corrupt_upstream_day_fails_alone_and_the_rest_is_published(mirror, tm
         "l4_ssh.missing"
     }
     assert sum(r["slot"] == "argo.nc" for r in slots if r["day"] == "2024_01_31") >= 1  # argo unaffected
+
+
+def test_an_unreachable_provider_does_not_stop_the_other_product(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCEANTACO_CMEMS_MIRROR", mirror.cmems_mirror)
+    monkeypatch.setenv("OCEANTACO_ARGO_GDAC", str(tmp_path / "no-such-gdac"))
+    root = str(tmp_path / "root")
+
+    with pytest.raises(RuntimeError, match="3 download day\\(s\\) and 0 format day\\(s\\) failed"):
+        pipeline(DAYS[0], DAYS[-1], root)
+
+    slots = read_slots(Storage(Roots.under(root).taco))
+    assert {r["slot"] for r in slots if r["available"]} == {"l4_ssh.nc"}
+    assert sum(r["available"] for r in slots) == len(DAYS) * len(REGION_NAMES)

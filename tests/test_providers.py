@@ -10,7 +10,7 @@ import pytest
 from services import start_http_file_server
 
 from oceantaco.catalog import load_catalog
-from oceantaco.providers import fetch, get_provider
+from oceantaco.providers import DayPlan, RemoteFile, fetch, get_provider
 from oceantaco.providers.argo_gdac import day_index_key, parse_index
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
@@ -159,3 +159,16 @@ def test_index_is_filtered_to_the_requested_days_while_streaming(real_fixtures, 
         rows = parse_index(stream, gzip=True, days=[dt.date(2020, 8, 6), dt.date(2022, 4, 23)])
     assert sorted(rows["date"].str[:8].unique()) == ["20200806", "20220423"]
     assert len(rows) == 6  # 4 + 2 profiles on those days in the real index
+
+
+def test_failures_say_whether_a_retry_can_help(tmp_path):
+    (tmp_path / "gdac" / "dac").mkdir(parents=True)
+    plan = DayPlan("argo", DAYS[0], (RemoteFile("dac/missing.nc", "argo/dac/missing.nc"),))
+    raw = Storage(str(tmp_path / "raw"))
+    with start_http_file_server(tmp_path / "gdac") as server:
+        (not_found,) = fetch(plan, Storage(server.url), raw)
+    (refused,) = fetch(plan, Storage(server.url), raw)  # the server is gone now
+    assert not_found.status == refused.status == "failed"
+    assert not not_found.transient and "FileNotFoundError" in not_found.error
+    assert refused.transient
+    assert not raw.exists(day_index_key(CATALOG["argo"], DAYS[0]))

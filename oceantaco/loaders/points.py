@@ -18,7 +18,7 @@ import xarray as xr
 from oceantaco.catalog import Product
 from oceantaco.encoding import encode_dataset
 from oceantaco.loaders import InputError, Tile, netcdf_engine, register
-from oceantaco.regions import REGIONS, normalize_lon, region_index
+from oceantaco.regions import REGIONS, Region, normalize_lon, region_index
 
 PARAMETERS = ("PRES", "TEMP", "PSAL")
 POINT_CHUNKS = {"N_POINTS": 65536}
@@ -126,7 +126,7 @@ class ArgoPointsLoader:
             yield self._tile(product, region, {k: v[sel] for k, v in points.items()})
 
     @staticmethod
-    def _tile(product: Product, region, pts: dict[str, np.ndarray]) -> Tile:
+    def _tile(product: Product, region: Region, pts: dict[str, np.ndarray]) -> Tile:
         dims = ("N_POINTS",)
         numeric = {name: (dims, pts[name]) for name in product.variables}
         coords = {

@@ -40,6 +40,24 @@ class DayPlan:
         return sum(f.size or 0 for f in self.files)
 
 
+# Errors a retry cannot fix: a missing file or index, refused access, bad input, unimplemented features.
+PERMANENT_ERRORS = (FileNotFoundError, PermissionError, NotImplementedError, ValueError, KeyError)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying may help: timeouts, refused or dropped connections, server errors.
+
+    fsspec reports a refused HTTP connection as FileNotFoundError, so a connection or timeout error
+    anywhere in the cause chain makes the error transient; otherwise the outermost type decides.
+    """
+    link: BaseException | None = error
+    while link is not None:
+        if isinstance(link, ConnectionError | TimeoutError):
+            return True
+        link = link.__cause__ or link.__context__
+    return not isinstance(error, PERMANENT_ERRORS)
+
+
 @dataclass(frozen=True)
 class FileOutcome:
     raw_key: str
@@ -47,6 +65,15 @@ class FileOutcome:
     bytes: int = 0
     seconds: float = 0.0
     error: str | None = None
+    transient: bool = False  # for failures: whether a retry may succeed
+
+
+class DownloadError(RuntimeError):
+    """Some files of a day failed; ``transient`` says whether a retry may fetch them."""
+
+    def __init__(self, plan: DayPlan, failed: list[FileOutcome]) -> None:
+        self.transient = any(o.transient for o in failed)
+        super().__init__(f"{plan.product} {plan.day}: {len(failed)} file(s) failed, first: {failed[0].error}")
 
 
 class Provider(Protocol):
@@ -88,7 +115,14 @@ def fetch(plan: DayPlan, source: Storage, raw: Storage) -> list[FileOutcome]:
         try:
             result = raw.copy_from(source, remote.source_key, remote.raw_key, expected_size=remote.size)
         except Exception as exc:  # one bad file must not stop the others
-            outcomes.append(FileOutcome(remote.raw_key, "failed", error=f"{type(exc).__name__}: {exc}"))
+            outcomes.append(
+                FileOutcome(
+                    remote.raw_key,
+                    "failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    transient=is_transient(exc),
+                )
+            )
             continue
         outcomes.append(
             FileOutcome(
