@@ -24,8 +24,6 @@ def _retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
     """Retry timeouts and dropped connections, never a missing file or a bad input."""
     try:
         state.result()
-    except DownloadError as exc:
-        return exc.transient
     except Exception as exc:
         return is_transient(exc)
     return False

@@ -6,7 +6,7 @@ import datetime as dt
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,7 +28,6 @@ def _days(start: str, end: str) -> list[dt.date]:
         return steps.date_range(_date(start), _date(end))
     except ValueError as exc:
         _refuse(str(exc))
-        raise
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -40,7 +39,7 @@ def _date(value: str | None) -> dt.date | None:
         raise typer.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
 
 
-def _refuse(message: str) -> None:
+def _refuse(message: str) -> NoReturn:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
 
@@ -50,7 +49,6 @@ def _products(names: list[str] | None) -> list[str]:
         return [p.token for p in steps.select_products(names or None)]
     except (steps.NotSupportedError, KeyError) as exc:
         _refuse(str(exc).strip("\"'"))
-        raise
 
 
 def _refuse_unimplemented(**flags: object) -> None:
@@ -64,10 +62,6 @@ def _note_unsupported() -> None:
     console.print(
         f"[dim]products not implemented yet, skipped: {', '.join(steps.unsupported_products())}[/dim]"
     )
-
-
-def _join(base: str, name: str) -> str:
-    return name if "://" in name or Path(name).is_absolute() else f"{base.rstrip('/')}/{name}"
 
 
 @app.command()
@@ -124,7 +118,7 @@ def download(
         )
     console.print(table)
     summary = report.summary
-    where = report.save(Storage(log_dir or _join(raw.url, "logs")))
+    where = report.save(Storage(log_dir) if log_dir else raw.child("logs"))
     if do_download:
         console.print(
             f"fetched {summary['ok']} file(s), {summary['bytes_transferred'] / 1e6:.1f} MB; "

@@ -10,7 +10,15 @@ import pytest
 from services import start_http_file_server
 
 from oceantaco.catalog import load_catalog
-from oceantaco.providers import DayPlan, RemoteFile, fetch, get_provider
+from oceantaco.providers import (
+    DayPlan,
+    DownloadError,
+    FileOutcome,
+    RemoteFile,
+    fetch,
+    get_provider,
+    is_transient,
+)
 from oceantaco.providers.argo_gdac import day_index_key, parse_index
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
@@ -172,3 +180,12 @@ def test_failures_say_whether_a_retry_can_help(tmp_path):
     assert not not_found.transient and "FileNotFoundError" in not_found.error
     assert refused.transient
     assert not raw.exists(day_index_key(CATALOG["argo"], DAYS[0]))
+
+
+def test_a_day_is_retried_only_when_one_of_its_failures_is_transient():
+    plan = DayPlan("argo", DAYS[0], ())
+    permanent = FileOutcome("a", "failed", error="FileNotFoundError", transient=False)
+    flaky = FileOutcome("b", "failed", error="TimeoutError", transient=True)
+    assert not is_transient(DownloadError(plan, [permanent]))
+    assert is_transient(DownloadError(plan, [permanent, flaky]))
+    assert is_transient(TimeoutError()) and not is_transient(ValueError("bad input"))

@@ -50,6 +50,8 @@ def is_transient(error: BaseException) -> bool:
     fsspec reports a refused HTTP connection as FileNotFoundError, so a connection or timeout error
     anywhere in the cause chain makes the error transient; otherwise the outermost type decides.
     """
+    if isinstance(error, DownloadError):
+        return error.transient
     link: BaseException | None = error
     while link is not None:
         if isinstance(link, ConnectionError | TimeoutError):
