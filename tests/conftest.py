@@ -113,3 +113,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "prefect" in item.keywords:
             item.add_marker(skip)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Upstream: the pipeline reads its sources from OCEANTACO_* settings in the environment, as pods do.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def upstream_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """Point the settings at a CMEMS mirror and an Argo GDAC for this test only."""
+
+    def point(cmems_mirror: str, argo_gdac: str) -> None:
+        monkeypatch.setenv("OCEANTACO_CMEMS_MIRROR", cmems_mirror)
+        monkeypatch.setenv("OCEANTACO_ARGO_GDAC", argo_gdac)
+
+    return point

@@ -22,9 +22,8 @@ def mirror(tmp_path_factory):
 
 
 @pytest.fixture
-def cli(mirror, monkeypatch):
-    monkeypatch.setenv("OCEANTACO_CMEMS_MIRROR", mirror.cmems_mirror)
-    monkeypatch.setenv("OCEANTACO_ARGO_GDAC", mirror.argo_gdac)
+def cli(mirror, upstream_env):
+    upstream_env(mirror.cmems_mirror, mirror.argo_gdac)
     runner = CliRunner()
 
     def invoke(*args: str, code: int = 0) -> str:

@@ -37,9 +37,8 @@ def mirror(tmp_path_factory):
 
 
 @pytest.fixture
-def upstream(mirror, monkeypatch):
-    monkeypatch.setenv("OCEANTACO_CMEMS_MIRROR", mirror.cmems_mirror)
-    monkeypatch.setenv("OCEANTACO_ARGO_GDAC", mirror.argo_gdac)
+def upstream(mirror, upstream_env):
+    upstream_env(mirror.cmems_mirror, mirror.argo_gdac)
     return mirror
 
 
@@ -169,13 +168,12 @@ def test_oceantaco_run_on_an_s3_root(upstream, s3_bucket):
     check_root(root, upstream)
 
 
-def test_a_corrupt_upstream_day_fails_alone_and_the_rest_is_published(mirror, tmp_path, monkeypatch):
+def test_a_corrupt_upstream_day_fails_alone_and_the_rest_is_published(mirror, tmp_path, upstream_env):
     upstream = tmp_path / "upstream"
     shutil.copytree(mirror.cmems_mirror, upstream)
     (bad,) = upstream.rglob(f"*_{DAYS[1]:%Y%m%d}_*.nc")
     bad.write_bytes(bad.read_bytes()[:4096])  # a truncated file, as an interrupted upstream write leaves it
-    monkeypatch.setenv("OCEANTACO_CMEMS_MIRROR", str(upstream))
-    monkeypatch.setenv("OCEANTACO_ARGO_GDAC", mirror.argo_gdac)
+    upstream_env(str(upstream), mirror.argo_gdac)
     root = str(tmp_path / "root")
 
     with pytest.raises(RuntimeError, match="0 download day\\(s\\) and 1 format day\\(s\\) failed"):
@@ -190,9 +188,8 @@ def test_a_corrupt_upstream_day_fails_alone_and_the_rest_is_published(mirror, tm
     assert sum(r["slot"] == "argo.nc" for r in slots if r["day"] == "2024_01_31") >= 1  # argo unaffected
 
 
-def test_an_unreachable_provider_does_not_stop_the_other_product(mirror, tmp_path, monkeypatch):
-    monkeypatch.setenv("OCEANTACO_CMEMS_MIRROR", mirror.cmems_mirror)
-    monkeypatch.setenv("OCEANTACO_ARGO_GDAC", str(tmp_path / "no-such-gdac"))
+def test_an_unreachable_provider_does_not_stop_the_other_product(mirror, tmp_path, upstream_env):
+    upstream_env(mirror.cmems_mirror, str(tmp_path / "no-such-gdac"))
     root = str(tmp_path / "root")
 
     with pytest.raises(RuntimeError, match="3 download day\\(s\\) and 0 format day\\(s\\) failed"):
