@@ -258,11 +258,9 @@ def run(
     from flows.pipeline import pipeline
 
     tokens = _products(products)
-    start, end = _date(start_date), _date(end_date)
-    if end < start:
-        _refuse(f"end date {end} is before start date {start}")
+    days = _days(start_date, end_date)
     try:
-        report = pipeline(start, end, root, tokens, verify)
+        report = pipeline(days[0], days[-1], root, tokens, verify)
     except Exception as exc:  # the flow run's own log has the details
         console.print(f"[red]pipeline failed:[/red] {type(exc).__name__}: {exc}")
         raise typer.Exit(1) from None

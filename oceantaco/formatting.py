@@ -15,6 +15,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal
 
+import pandas as pd
+
 from oceantaco import __version__
 from oceantaco.catalog import Product
 from oceantaco.encoding import to_netcdf_bytes
@@ -122,8 +124,7 @@ def _record(product: Product, day: dt.date, tile: Tile, key: str, sha256: str, s
     )
 
 
-def _is_current(formatted: Storage, product: Product, day: dt.date, fingerprint: str) -> bool:
-    fragment = read_fragment(formatted, product, day)
+def _is_current(formatted: Storage, fragment: pd.DataFrame | None, fingerprint: str) -> bool:
     if fragment is None or fragment.empty:
         return False
     return bool((fragment["input_fingerprint"] == fingerprint).all()) and all(
@@ -146,10 +147,10 @@ def format_product_day(
     if not inputs:
         return FormatResult(product.token, day, "no_input")
     prov = provenance(product, day, inputs, raw)
-    if not force and _is_current(formatted, product, day, prov.fingerprint):
+    previous = read_fragment(formatted, product, day)
+    if not force and _is_current(formatted, previous, prov.fingerprint):
         return FormatResult(product.token, day, "unchanged")
 
-    previous = read_fragment(formatted, product, day)
     records, written = [], 0
     with ExitStack() as stack:
         paths = [stack.enter_context(raw.local_copy(key)) for key in inputs]

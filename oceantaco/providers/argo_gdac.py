@@ -82,11 +82,13 @@ class ArgoGDAC:
 
     def plan(self, product: Product, days: list[dt.date]) -> list[DayPlan]:
         index = self._read_index(days)
-        profile_day = pd.to_datetime(index["date"].str[:8], format="%Y%m%d", errors="coerce").dt.date
         is_core = index["file"].map(lambda f: bool(CORE_FILE.fullmatch(f.rsplit("/", 1)[-1])))
+        index = index[is_core].sort_values("file")
+        by_day = index.groupby(index["date"].str[:8])
         plans = []
         for day in days:
-            rows = index[(profile_day == day) & is_core].sort_values("file")
+            key = f"{day:%Y%m%d}"
+            rows = by_day.get_group(key) if key in by_day.groups else index.iloc[:0]
             files = tuple(RemoteFile(f"dac/{f}", f"{product.raw_dir}/dac/{f}") for f in rows["file"])
             sidecar = rows.to_csv(index=False).encode()
             plans.append(DayPlan(product.token, day, files, {day_index_key(product, day): sidecar}))
