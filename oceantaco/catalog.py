@@ -35,6 +35,9 @@ class VariableEncoding(_Frozen):
     long_name: str
     standard_name: str | None = None
     required: bool = False
+    source: str | None = None
+    statistic: Literal["mean", "std", "min", "max"] | None = None
+    depth_m: float | None = None
 
     @model_validator(mode="after")
     def _range_fits_dtype(self) -> VariableEncoding:
@@ -95,9 +98,9 @@ class Product(_Frozen):
     resolution_deg: float | None = None
     resolution_km: float | None = None
     files_per_day: int = 1
+    daily_input: str | None = None
+    depth_tolerance_m: float | None = None
     satellite_pass: str | None = None
-    surface_depth_index: int | None = None
-    current_depth_index: int | None = None
     max_pressure_dbar: float | None = None
     good_qc: tuple[str, ...] = ()
     datasets: tuple[Dataset, ...]
@@ -127,6 +130,10 @@ class Product(_Frozen):
         """Key of a formatted tile relative to the formatted root (the published layout)."""
         return f"{self.data_source}/{self.data_source}_{region}_{day:%Y%m%d}.nc"
 
+    def daily_input_name(self, day: dt.date) -> str | None:
+        """File name of the original pipeline's aggregated daily file for ``day``, if the product has one."""
+        return self.daily_input.replace("{date}", f"{day:%Y%m%d}") if self.daily_input else None
+
     def required_variables(self) -> list[str]:
         return [name for name, enc in self.variables.items() if enc.required]
 
@@ -152,15 +159,19 @@ class Catalog(_Frozen):
         return [self.products[t] for t in self.slot_order]
 
     def resolve(self, names: list[str] | tuple[str, ...]) -> list[Product]:
-        """Products from tokens or output ids (``l4_ssh`` or ``l4_ssh.nc``), in slot order."""
-        by_alias = {}
+        """Products from tokens, output ids or raw folders, in slot order.
+
+        ``l4_ssh``, ``l4_ssh.nc`` and ``l4_ssh`` name one product; a raw folder shared by several products
+        (``l3_sss_smos``, the original pipeline's processor name) names all of them.
+        """
+        by_alias: dict[str, set[str]] = {}
         for product in self.products.values():
-            for alias in (product.token, product.output_id, product.tile_stem):
-                by_alias[alias] = product
+            for alias in (product.token, product.output_id, product.tile_stem, product.raw_dir):
+                by_alias.setdefault(alias, set()).add(product.token)
         unknown = [n for n in names if n not in by_alias]
         if unknown:
             raise KeyError(f"unknown product(s) {', '.join(unknown)}; known: {', '.join(self.slot_order)}")
-        wanted = {by_alias[n].token for n in names}
+        wanted = set().union(*(by_alias[n] for n in names))
         return [p for p in self.ordered() if p.token in wanted]
 
 

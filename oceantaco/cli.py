@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -133,25 +131,6 @@ def download(
         raise typer.Exit(1)
 
 
-def _format_pairs(pairs: list[tuple[str, dt.date]], raw: str, formatted: str, processes: int):
-    settings = Settings()
-    if processes <= 1:
-        for token, day in pairs:
-            try:
-                yield token, day, steps.format_day(token, day, raw, formatted, settings)
-            except Exception as exc:
-                yield token, day, exc
-        return
-    # spawn: HDF5 state inherited through fork is not safe to use in the child
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [(t, d, pool.submit(steps.format_day, t, d, raw, formatted, settings)) for t, d in pairs]
-        for token, day, future in futures:
-            try:
-                yield token, day, future.result()
-            except Exception as exc:
-                yield token, day, exc
-
-
 @app.command("format")
 def format_(
     date_min: Annotated[str, typer.Option(help="Start date (inclusive), YYYY-MM-DD.")] = "2024-01-01",
@@ -183,14 +162,14 @@ def format_(
     formatted = Storage(output_dir)
     pairs = [(t, d) for t in products for d in days]
     table = Table("product", "day", "status", "tiles written", "unchanged")
-    failures = []
-    for token, day, result in _format_pairs(pairs, Storage(data_dir).url, formatted.url, processes):
+    report = steps.FormatReport(started=steps.timestamp())
+    for token, day, result in steps.format_many(pairs, Storage(data_dir).url, formatted.url, processes):
+        report.add(token, day, result)
         if isinstance(result, FormatResult):
             table.add_row(
                 token, str(day), result.status, str(result.tiles_written), str(result.tiles_unchanged)
             )
         else:
-            failures.append(f"{token} {day}: {type(result).__name__}: {result}")
             table.add_row(token, str(day), "[red]failed[/red]", "-", "-")
     console.print(table)
     rows = steps.compact_inventory(
@@ -201,8 +180,9 @@ def format_(
         update_existing=update_existing_inventory,
     )
     console.print(f"inventory: {formatted.url_of(inventory_path)} ({rows} rows)")
-    if failures:
-        console.print("[red]failed:[/red]\n  " + "\n  ".join(failures))
+    console.print(f"report: {report.save(formatted.child('logs'))}")
+    if report.failures:
+        console.print("[red]failed:[/red]\n  " + "\n  ".join(report.failures))
         raise typer.Exit(1)
 
 

@@ -1,7 +1,9 @@
 """Turn decoded physical arrays into stored variables, driven by the catalog's encoding table.
 
-Values outside a variable's valid range become fill and are counted, so a bad value can never wrap
-around on the cast to a packed integer type.
+Values are packed here, not by xarray on write: one pass in numpy with the catalog's scale and offset, so
+values outside a variable's valid range become fill and are counted instead of wrapping around on the
+cast to a packed integer type, and the float64 intermediate exists only for one tile at a time. The stored
+variables carry ``scale_factor``/``add_offset`` attributes, so every CF reader decodes them.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import xarray as xr
 
 from oceantaco.catalog import VariableEncoding
 
-# Measured on full-resolution tiles (see README "Encoding"): level 1 is within a few percent of
-# level 9 in size at a fraction of the time; shuffle helps packed integers most.
+# Measured on full-resolution tiles (benchmarks/format_day.py, README "Encoding"): level 1 is within a few
+# percent of level 9 in size at a fraction of the time; shuffle helps packed integers most.
 ZLIB_LEVEL = 1
 
 
@@ -25,22 +27,39 @@ class EncodedVariable:
     n_out_of_range: int
 
 
+def pack(values: np.ndarray, spec: VariableEncoding) -> tuple[np.ndarray, int]:
+    """Physical values (NaN = missing) -> stored values of ``spec.dtype``; also the count set to fill."""
+    data = np.asarray(values)
+    finite = np.isfinite(data)
+    with np.errstate(invalid="ignore"):
+        valid = finite & (data >= spec.valid_min) & (data <= spec.valid_max)
+    n_out_of_range = int(np.count_nonzero(finite)) - int(np.count_nonzero(valid))
+    if spec.dtype.startswith("int"):
+        scaled = data
+        if spec.scale_factor is not None:
+            scaled = (data - (spec.add_offset or 0.0)) / spec.scale_factor
+        stored = np.where(valid, np.rint(np.where(valid, scaled, 0.0)), spec.fill_value).astype(spec.dtype)
+    else:
+        stored = np.where(valid, data, spec.fill_value).astype(spec.dtype)
+    return stored, n_out_of_range
+
+
 def encode_variable(
     dims: tuple[str, ...], values: np.ndarray, spec: VariableEncoding, *, chunks: tuple[int, ...]
 ) -> EncodedVariable:
-    """Mask invalid values and describe the on-disk encoding of one variable.
-
-    ``values`` are physical, decoded values (NaN = missing). The returned variable holds physical values;
-    xarray applies scale/offset/fill on write using ``encoding``.
-    """
-    data = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(data)
-    with np.errstate(invalid="ignore"):
-        outside = finite & ((data < spec.valid_min) | (data > spec.valid_max))
-    data = np.where(outside, np.nan, data)
-    attrs = {"units": spec.units, "long_name": spec.long_name}
+    """Pack one variable and describe its on-disk encoding (fill, compression, chunks)."""
+    stored, n_out_of_range = pack(values, spec)
+    attrs: dict = {"units": spec.units, "long_name": spec.long_name}
     if spec.standard_name:
         attrs["standard_name"] = spec.standard_name
+    if spec.scale_factor is not None:
+        attrs["scale_factor"] = float(spec.scale_factor)
+        attrs["add_offset"] = float(spec.add_offset or 0.0)
+    # CF: valid_min/valid_max are in the stored (packed) type, so generic readers mask correctly.
+    bounds = (spec.valid_min, spec.valid_max)
+    if spec.scale_factor is not None:
+        bounds = tuple(spec.pack_scalar(v) for v in bounds)
+    attrs["valid_min"], attrs["valid_max"] = (np.array(v, dtype=spec.dtype)[()] for v in bounds)
     encoding: dict = {
         "dtype": spec.dtype,
         "_FillValue": spec.fill_value,
@@ -49,12 +68,9 @@ def encode_variable(
     }
     if spec.dtype.startswith("int"):
         encoding["shuffle"] = True
-        if spec.scale_factor is not None:
-            encoding["scale_factor"] = spec.scale_factor
-            encoding["add_offset"] = spec.add_offset or 0.0
-    if data.ndim and all(n > 0 for n in data.shape):
-        encoding["chunksizes"] = tuple(min(c, n) for c, n in zip(chunks, data.shape, strict=True))
-    return EncodedVariable(xr.Variable(dims, data, attrs), encoding, int(outside.sum()))
+    if stored.ndim and all(n > 0 for n in stored.shape):
+        encoding["chunksizes"] = tuple(min(c, n) for c, n in zip(chunks, stored.shape, strict=True))
+    return EncodedVariable(xr.Variable(dims, stored, attrs), encoding, n_out_of_range)
 
 
 def encode_dataset(
@@ -64,11 +80,16 @@ def encode_dataset(
     coords: dict[str, xr.Variable],
     attrs: dict,
     chunks: dict[str, int],
+    variable_attrs: dict[str, dict] | None = None,
 ) -> tuple[xr.Dataset, dict[str, dict], int]:
-    """Build a tile dataset from physical arrays; returns (dataset, encoding, values set to fill)."""
+    """Build a tile dataset from physical arrays; returns (dataset, encoding, values set to fill).
+
+    ``variable_attrs`` adds per-variable attributes (e.g. the depth a level was taken at).
+    """
     data_vars, encoding, out_of_range = {}, {}, 0
     for name, (dims, values) in variables.items():
         encoded = encode_variable(dims, values, specs[name], chunks=tuple(chunks[d] for d in dims))
+        encoded.variable.attrs.update((variable_attrs or {}).get(name, {}))
         data_vars[name] = encoded.variable
         encoding[name] = encoded.encoding
         out_of_range += encoded.n_out_of_range

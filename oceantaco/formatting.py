@@ -120,6 +120,7 @@ def _record(product: Product, day: dt.date, tile: Tile, key: str, sha256: str, s
         n_points=tile.n_points,
         n_profiles=tile.n_profiles,
         n_out_of_range=tile.n_out_of_range,
+        n_time_steps=tile.n_time_steps,
         satellite_pass=product.satellite_pass,
     )
 

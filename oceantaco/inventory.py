@@ -55,6 +55,7 @@ SCHEMA = pa.schema(
         ("size_bytes", pa.int64()),
         ("n_points", pa.int64()),
         ("n_out_of_range", pa.int64()),
+        ("n_time_steps", pa.int64()),
         ("source_files", pa.list_(pa.string())),
         ("product_id", pa.string()),
         ("dataset_id", pa.string()),
@@ -99,6 +100,7 @@ class TileRecord:
     n_profiles: int | None = None
     n_points: int | None = None
     n_out_of_range: int = 0
+    n_time_steps: int | None = None
     satellite_pass: str | None = None
 
     def row(self) -> dict:

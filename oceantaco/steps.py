@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
 import time
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from oceantaco.catalog import Catalog, Product, load_catalog
@@ -21,7 +24,19 @@ from oceantaco.storage import Storage
 from oceantaco.taco import BuildReport, build_taco
 
 # Products whose download and format are implemented; later issues widen this set.
-SUPPORTED_PRODUCTS = frozenset({"l4_ssh", "argo"})
+SUPPORTED_PRODUCTS = frozenset(
+    {
+        "glorys",
+        "l4_ssh",
+        "l4_sst",
+        "l4_sss",
+        "l4_wind",
+        "l3_sst",
+        "l3_sss_smos_asc",
+        "l3_sss_smos_desc",
+        "argo",
+    }
+)
 
 
 class NotSupportedError(ValueError):
@@ -141,6 +156,81 @@ def format_day(
     return format_product_day(
         load_catalog()[product_token], day, Storage(raw_url), Storage(formatted_url), settings
     )
+
+
+def work_estimate(product: Product) -> float:
+    """Relative cost of formatting one day of ``product``: grid cells read (L4 SST ≈ 1e8)."""
+    if product.resolution_deg is None:
+        return 0.0
+    cells = (180.0 / product.resolution_deg) * (360.0 / product.resolution_deg)
+    sources = {spec.source or name for name, spec in product.variables.items()}
+    return cells * len(sources) * product.files_per_day
+
+
+def format_many(
+    pairs: list[tuple[str, dt.date]], raw_url: str, formatted_url: str, processes: int
+) -> Iterator[tuple[str, dt.date, FormatResult | Exception]]:
+    """Format (product, day) pairs, in worker processes when ``processes`` > 1; failures are yielded.
+
+    The largest products start first, so with few workers the slowest one does not start last.
+    """
+    settings = Settings()
+    if processes <= 1:
+        for token, day in pairs:
+            try:
+                yield token, day, format_day(token, day, raw_url, formatted_url, settings)
+            except Exception as exc:  # one bad (product, day) must not stop the others
+                yield token, day, exc
+        return
+    catalog = load_catalog()
+    ordered = sorted(pairs, key=lambda pair: -work_estimate(catalog[pair[0]]))
+    # spawn: HDF5 state inherited through fork is not safe to use in the child
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pair: pool.submit(format_day, *pair, raw_url, formatted_url, settings) for pair in ordered}
+        for token, day in pairs:
+            try:
+                yield token, day, futures[(token, day)].result()
+            except Exception as exc:
+                yield token, day, exc
+
+
+@dataclass
+class FormatReport:
+    """Outcome of every (product, day) of one format run, saved as JSON under the log directory."""
+
+    started: str
+    days: list[dict] = field(default_factory=list)
+
+    def add(self, product: str, day: dt.date, result: FormatResult | Exception) -> None:
+        row: dict = {"product": product, "day": day.isoformat()}
+        if isinstance(result, FormatResult):
+            row.update(asdict(result), day=day.isoformat())
+        else:
+            row.update(status="failed", error_type=type(result).__name__, error_message=str(result))
+        self.days.append(row)
+
+    @property
+    def failures(self) -> list[str]:
+        return [
+            f"{r['product']} {r['day']}: {r['error_type']}: {r['error_message']}"
+            for r in self.days
+            if r["status"] == "failed"
+        ]
+
+    @property
+    def summary(self) -> dict:
+        counts = Counter(r["status"] for r in self.days)
+        return {
+            **{status: counts[status] for status in ("formatted", "unchanged", "no_input", "failed")},
+            "tiles_written": sum(r.get("tiles_written", 0) for r in self.days),
+            "values_out_of_range": sum(r.get("values_out_of_range", 0) for r in self.days),
+        }
+
+    def save(self, log_dir: Storage) -> str:
+        key = f"format_report_{self.started}.json"
+        body = {"days": self.days, "summary": self.summary}
+        log_dir.write_bytes(key, json.dumps(body, indent=2, default=str).encode())
+        return log_dir.url_of(key)
 
 
 def compact_inventory(

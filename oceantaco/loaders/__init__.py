@@ -32,6 +32,7 @@ class Tile:
     resolution_deg: tuple[float, float] | None = None  # (lat, lon)
     n_points: int | None = None
     n_profiles: int | None = None
+    n_time_steps: int | None = None  # time steps combined into the tile (24 for a full day of hourly wind)
 
 
 class InputError(ValueError):

@@ -1,57 +1,328 @@
-"""Regular lat/lon grids (Copernicus Marine L3/L4 products and GLORYS)."""
+"""Regular lat/lon grids: GLORYS and the Copernicus Marine L3/L4 products, including hourly wind.
+
+A day is read once: each needed variable as its stored (packed) 2-D array in file order, plus the two
+axes sorted to ascending latitude and [-180, 180) longitude. Each tile then takes its block, decodes it
+with the variable's own CF attributes, converts units when the catalog's differ, and packs it with the
+catalog's encoding. Products whose catalog variables carry a ``statistic`` combine every time step of the
+day's files (24 hourly wind fields) into running per-cell accumulators instead.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from oceantaco.catalog import Product
+from oceantaco.catalog import Product, VariableEncoding
 from oceantaco.encoding import encode_dataset
 from oceantaco.loaders import InputError, Tile, day_bounds_us, netcdf_engine, register
+from oceantaco.loaders.cf import convert_units, decode
 from oceantaco.regions import REGIONS, normalize_lon
 
 _COORD_NAMES = {"latitude": "lat", "longitude": "lon"}
 TILE_CHUNKS = {"lat": 512, "lon": 512}
+Selector = slice | np.ndarray
 
 
-def open_grid(path: Path, product: Product) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Decoded fields of the catalog's variables on a 1-D ascending lat and [-180, 180) lon grid.
+@dataclass(frozen=True)
+class Axis:
+    """A coordinate sorted ascending, with the file index of every sorted position (duplicates dropped)."""
 
-    Handles ``latitude/longitude`` vs ``lat/lon``, 0..360 longitudes, descending latitudes, a length-1
-    time dimension with or without a ``time`` variable, and dangling ``grid_mapping`` references; unknown
-    variables are ignored.
-    """
-    with xr.open_dataset(path, engine=netcdf_engine(path), decode_times=False) as ds:
+    values: np.ndarray
+    file_index: np.ndarray
+
+    @classmethod
+    def from_file(cls, values: np.ndarray) -> Axis:
+        if np.isnan(values).any():
+            raise InputError("coordinate holds missing values")
+        unique, first = np.unique(values, return_index=True)
+        return cls(unique, first)
+
+    def select(self, start: int, stop: int) -> Selector:
+        """File-order selector of sorted positions [start, stop): a slice when contiguous, else indices."""
+        index = self.file_index[start:stop]
+        step = np.diff(index)
+        if index.size > 1 and (np.all(step == 1) or np.all(step == -1)):
+            end = index[-1] + step[0]
+            return slice(int(index[0]), None if end < 0 else int(end), int(step[0]))
+        return index if index.size > 1 else slice(int(index[0]), int(index[0]) + 1)
+
+
+class Field:
+    """One output variable of a day: physical float64 values for any block of the file-order grid."""
+
+    def block(self, rows: Selector, cols: Selector) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _take(data: np.ndarray, rows: Selector, cols: Selector) -> np.ndarray:
+    return data[rows][:, cols] if isinstance(rows, np.ndarray) else data[rows, cols]
+
+
+@dataclass
+class StoredField(Field):
+    """A variable as the file stores it, decoded block by block."""
+
+    data: np.ndarray
+    attrs: Mapping
+    target_units: str
+    name: str
+
+    def block(self, rows: Selector, cols: Selector) -> np.ndarray:
+        values = decode(_take(self.data, rows, cols), self.attrs)
+        return convert_units(values, self.attrs.get("units"), self.target_units, name=self.name)
+
+
+@dataclass
+class Accumulator:
+    """Running per-cell count, sum, sum of squares, min and max of one variable over time steps."""
+
+    count: np.ndarray
+    total: np.ndarray
+    squares: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int]) -> Accumulator:
+        return cls(
+            np.zeros(shape, np.int16),
+            np.zeros(shape),
+            np.zeros(shape),
+            np.full(shape, np.nan, np.float32),
+            np.full(shape, np.nan, np.float32),
+        )
+
+    def add(self, values: np.ndarray) -> None:
+        valid = np.isfinite(values)
+        filled = np.where(valid, values, 0.0)
+        self.count += valid
+        self.total += filled
+        self.squares += filled * filled
+        np.fmin(self.low, values, out=self.low, casting="unsafe")
+        np.fmax(self.high, values, out=self.high, casting="unsafe")
+
+
+@dataclass
+class StatisticField(Field):
+    accumulator: Accumulator
+    statistic: str
+
+    def block(self, rows: Selector, cols: Selector) -> np.ndarray:
+        acc = self.accumulator
+        if self.statistic == "min":
+            return _take(acc.low, rows, cols).astype(np.float64)
+        if self.statistic == "max":
+            return _take(acc.high, rows, cols).astype(np.float64)
+        count = _take(acc.count, rows, cols).astype(np.float64)
+        count[count == 0] = np.nan
+        mean = _take(acc.total, rows, cols) / count
+        if self.statistic == "mean":
+            return mean
+        # Population standard deviation (ddof = 0) over the day's time steps.
+        return np.sqrt(np.maximum(_take(acc.squares, rows, cols) / count - mean * mean, 0.0))
+
+
+@dataclass
+class GridDay:
+    lat: Axis
+    lon: Axis
+    fields: dict[str, Field]
+    variable_attrs: dict[str, dict] = field(default_factory=dict)
+    notes: dict[str, object] = field(default_factory=dict)
+    n_time_steps: int | None = None
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[xr.Dataset]:
+    """The file undecoded (packed values and their attributes), with ``lat``/``lon`` names."""
+    try:
+        ds = xr.open_dataset(path, engine=netcdf_engine(path), decode_cf=False)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path.name}: cannot be read as NetCDF ({type(exc).__name__}: {exc})") from exc
+    with ds:
         ds = ds.rename({k: v for k, v in _COORD_NAMES.items() if k in ds.variables or k in ds.dims})
         if "lat" not in ds.variables or "lon" not in ds.variables:
             raise InputError(f"{path.name}: no lat/lon coordinates")
-        missing = [v for v in product.required_variables() if v not in ds.variables]
-        if missing:
-            raise InputError(f"{path.name}: main variable(s) {', '.join(missing)} missing")
-        lat = ds["lat"].values.astype(np.float64)
-        lon = normalize_lon(ds["lon"].values)
-        lat_order, lon_order = np.argsort(lat, kind="stable"), np.argsort(lon, kind="stable")
-        fields = {}
-        for name in product.variables:
-            if name not in ds.variables:
+        yield ds
+
+
+def _axes(ds: xr.Dataset, path: Path) -> tuple[Axis, Axis]:
+    try:
+        lat = Axis.from_file(decode(ds["lat"].values, ds["lat"].attrs))
+        lon = Axis.from_file(normalize_lon(decode(ds["lon"].values, ds["lon"].attrs)))
+    except InputError as exc:
+        raise InputError(f"{path.name}: {exc}") from None
+    return lat, lon
+
+
+def _level(
+    ds: xr.Dataset, var: xr.DataArray, name: str, spec: VariableEncoding, product: Product, path: Path
+):
+    """Index along ``depth`` for ``spec.depth_m`` and the level's depth, or a reason it is not there."""
+    depths = decode(ds["depth"].values, ds["depth"].attrs) if "depth" in ds.variables else None
+    if spec.depth_m is None or depths is None:
+        if var.sizes["depth"] != 1:
+            raise InputError(f"{path.name}: {name} has {var.sizes['depth']} depth levels and no target depth")
+        return 0, None if depths is None else float(depths[0]), None
+    index = int(np.nanargmin(np.abs(depths - spec.depth_m)))
+    tolerance = product.depth_tolerance_m if product.depth_tolerance_m is not None else np.inf
+    if abs(depths[index] - spec.depth_m) > tolerance:
+        levels = ", ".join(f"{d:g}" for d in depths)
+        return None, None, f"no depth level within {tolerance:g} m of {spec.depth_m:g} m (levels: {levels})"
+    return index, float(depths[index]), None
+
+
+def _plane(
+    var: xr.DataArray, fixed: dict[str, int], name: str, path: Path, *, time_steps: bool
+) -> xr.DataArray:
+    """Index every dimension but lat/lon (and time when stepping); each must be fixed or length 1."""
+    indexers = {}
+    for dim in var.dims:
+        if dim in ("lat", "lon") or (time_steps and dim == "time"):
+            continue
+        if dim in fixed:
+            indexers[dim] = fixed[dim]
+        elif var.sizes[dim] == 1:
+            indexers[dim] = 0
+        else:
+            raise InputError(f"{path.name}: {name} has dims {var.dims}; {dim} must have length 1")
+    if "lat" not in var.dims or "lon" not in var.dims:
+        raise InputError(f"{path.name}: {name} has dims {var.dims}, expected lat and lon among them")
+    plane = var.isel(indexers)
+    order = ("time", "lat", "lon") if time_steps and "time" in plane.dims else ("lat", "lon")
+    return plane.transpose(*order)
+
+
+def _check_required(ds: xr.Dataset, product: Product, path: Path, names: list[str]) -> None:
+    missing = [n for n in names if (product.variables[n].source or n) not in ds.variables]
+    if missing:
+        raise InputError(f"{path.name}: main variable(s) {', '.join(missing)} missing")
+
+
+def read_day(path: Path, product: Product, *, names: list[str] | None = None) -> GridDay:
+    """One file holding one time step: every catalog variable present, stored and ready to cut into tiles."""
+    with _open(path) as ds:
+        return _read_stored(ds, path, product, names)
+
+
+def _read_stored(ds: xr.Dataset, path: Path, product: Product, names: list[str] | None) -> GridDay:
+    names = names or list(product.variables)
+    _check_required(ds, product, path, [n for n in product.required_variables() if n in names])
+    lat, lon = _axes(ds, path)
+    day = GridDay(lat, lon, {})
+    omitted = {}
+    for name in names:
+        spec = product.variables[name]
+        source = spec.source or name
+        if source not in ds.variables:
+            continue
+        var = ds[source]
+        fixed = {}
+        if "depth" in var.dims:
+            index, depth, reason = _level(ds, var, name, spec, product, path)
+            if reason:
+                if spec.required:
+                    raise InputError(f"{path.name}: {name}: {reason}")
+                omitted[name] = reason
                 continue
-            var = ds[name]
-            extra = [d for d in var.dims if d not in ("lat", "lon")]
-            if any(var.sizes[d] != 1 for d in extra) or set(var.dims) - set(extra) != {"lat", "lon"}:
-                raise InputError(
-                    f"{path.name}: {name} has dims {var.dims}, expected (lat, lon) plus length-1"
-                )
-            values = var.isel({d: 0 for d in extra}).transpose("lat", "lon").values
-            fields[name] = values[np.ix_(lat_order, lon_order)]
-    return lat[lat_order], lon[lon_order], fields
+            fixed["depth"] = index
+            if depth is not None:
+                day.variable_attrs[name] = {"depth": depth, "depth_units": "m"}
+        plane = _plane(var, fixed, name, path, time_steps=False)
+        day.fields[name] = StoredField(plane.values, var.attrs, spec.units, f"{path.name}: {name}")
+    if omitted:
+        day.notes["omitted_variables"] = "; ".join(f"{k}: {v}" for k, v in omitted.items())
+    return day
+
+
+def aggregate_days(paths: list[Path], product: Product) -> GridDay:
+    """Per-cell statistics over every time step of ``paths`` (hourly files of one day)."""
+    statistics = {n: s for n, s in product.variables.items() if s.statistic}
+    units = {s.source or n: s.units for n, s in statistics.items()}
+    accumulators: dict[str, Accumulator] = {}
+    axes = None
+    steps = 0
+    for path in paths:
+        with _open(path) as ds:
+            axes, file_steps = _accumulate(ds, path, product, units, axes, accumulators)
+        steps += file_steps
+    assert axes is not None
+    fields = {
+        n: StatisticField(accumulators[s.source or n], s.statistic or "mean") for n, s in statistics.items()
+    }
+    return GridDay(axes[0], axes[1], fields, notes={"n_time_steps": steps}, n_time_steps=steps)
+
+
+def _accumulate(
+    ds: xr.Dataset,
+    path: Path,
+    product: Product,
+    units: dict[str, str],
+    axes: tuple[Axis, Axis] | None,
+    accumulators: dict[str, Accumulator],
+) -> tuple[tuple[Axis, Axis], int]:
+    """Add every time step of one file; returns the day's axes and the file's number of time steps."""
+    _check_required(ds, product, path, product.required_variables())
+    file_axes = _axes(ds, path)
+    if axes is None:
+        axes = file_axes
+        for source in units:
+            accumulators[source] = Accumulator.empty((axes[0].values.size, axes[1].values.size))
+    elif not all(np.array_equal(a.values, b.values) for a, b in zip(axes, file_axes, strict=True)):
+        raise InputError(f"{path.name}: grid differs from the day's other files")
+    file_steps = 0
+    for source, target_units in units.items():
+        if source not in ds.variables:
+            raise InputError(f"{path.name}: {source} missing")
+        var = ds[source]
+        plane = _plane(var, {}, source, path, time_steps=True)
+        stored = plane.values if "time" in plane.dims else plane.values[None]
+        file_steps = stored.shape[0]
+        for step in stored:
+            values = decode(step, var.attrs)
+            accumulators[source].add(
+                convert_units(values, var.attrs.get("units"), target_units, name=f"{path.name}: {source}")
+            )
+    return axes, file_steps
+
+
+def _is_daily_input(product: Product, path: Path, day: dt.date) -> bool:
+    return path.name == product.daily_input_name(day)
+
+
+def grid_day(product: Product, day: dt.date, paths: list[Path]) -> GridDay:
+    """The day's fields, from one daily file or from the time steps of several files."""
+    if not paths:
+        raise InputError(f"{product.token} {day}: no raw file")
+    aggregating = any(s.statistic for s in product.variables.values())
+    if aggregating and len(paths) == 1 and _is_daily_input(product, paths[0], day):
+        # The original pipeline's daily mean: only the means exist, and how many hours made them is unknown.
+        means = [n for n, s in product.variables.items() if s.statistic in (None, "mean")]
+        grid = read_day(paths[0], product, names=means)
+        grid.notes["input_aggregation"] = "daily mean file of the original pipeline (hour count unknown)"
+        return grid
+    if aggregating:
+        return aggregate_days(paths, product)
+    if len(paths) != 1:
+        raise InputError(f"{product.token} {day}: expected one raw file, got {len(paths)}")
+    return read_day(paths[0], product)
 
 
 def grid_step(coord: np.ndarray) -> float | None:
     return float((coord[-1] - coord[0]) / (coord.size - 1)) if coord.size > 1 else None
+
+
+def _bounds(mask: np.ndarray) -> tuple[int, int] | None:
+    found = np.flatnonzero(mask)
+    return (int(found[0]), int(found[-1]) + 1) if found.size else None
 
 
 @register
@@ -59,33 +330,37 @@ class GridLoader:
     tiling = "grid"
 
     def tiles(self, product: Product, day: dt.date, paths: list[Path]) -> Iterator[Tile]:
-        if len(paths) != 1:
-            raise InputError(f"{product.token} {day}: expected one raw file, got {len(paths)}")
-        lat, lon, fields = open_grid(paths[0], product)
+        grid = grid_day(product, day, paths)
         for region in REGIONS:
-            rows = np.flatnonzero(region.lat_mask(lat))
-            cols = np.flatnonzero(region.lon_mask(lon))
-            if rows.size == 0 or cols.size == 0:
+            rows, cols = _bounds(region.lat_mask(grid.lat.values)), _bounds(region.lon_mask(grid.lon.values))
+            if rows is None or cols is None:
                 continue
-            tile_lat, tile_lon = lat[rows[0] : rows[-1] + 1], lon[cols[0] : cols[-1] + 1]
-            block = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-            coords = {
-                "lat": xr.Variable("lat", tile_lat, {"units": "degrees_north", "standard_name": "latitude"}),
-                "lon": xr.Variable("lon", tile_lon, {"units": "degrees_east", "standard_name": "longitude"}),
-            }
-            dataset, encoding, out_of_range = encode_dataset(
-                {name: (("lat", "lon"), values[block]) for name, values in fields.items()},
-                product.variables,
-                coords=coords,
-                attrs={},
-                chunks=TILE_CHUNKS,
-            )
-            yield Tile(
-                region=region,
-                dataset=dataset,
-                encoding=encoding,
-                bbox=[float(tile_lon[0]), float(tile_lat[0]), float(tile_lon[-1]), float(tile_lat[-1])],
-                time_range_us=day_bounds_us(day),
-                n_out_of_range=out_of_range,
-                resolution_deg=(grid_step(tile_lat), grid_step(tile_lon)),
-            )
+            yield self._tile(product, day, grid, region, rows, cols)
+
+    @staticmethod
+    def _tile(product: Product, day: dt.date, grid: GridDay, region, rows, cols) -> Tile:
+        tile_lat = grid.lat.values[rows[0] : rows[1]]
+        tile_lon = grid.lon.values[cols[0] : cols[1]]
+        row_sel, col_sel = grid.lat.select(*rows), grid.lon.select(*cols)
+        coords = {
+            "lat": xr.Variable("lat", tile_lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": xr.Variable("lon", tile_lon, {"units": "degrees_east", "standard_name": "longitude"}),
+        }
+        dataset, encoding, out_of_range = encode_dataset(
+            {name: (("lat", "lon"), f.block(row_sel, col_sel)) for name, f in grid.fields.items()},
+            product.variables,
+            coords=coords,
+            attrs=dict(grid.notes),
+            chunks=TILE_CHUNKS,
+            variable_attrs=grid.variable_attrs,
+        )
+        return Tile(
+            region=region,
+            dataset=dataset,
+            encoding=encoding,
+            bbox=[float(tile_lon[0]), float(tile_lat[0]), float(tile_lon[-1]), float(tile_lat[-1])],
+            time_range_us=day_bounds_us(day),
+            n_out_of_range=out_of_range,
+            resolution_deg=(grid_step(tile_lat), grid_step(tile_lon)),
+            n_time_steps=grid.n_time_steps,
+        )

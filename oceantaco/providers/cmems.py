@@ -81,13 +81,24 @@ class CopernicusMarine:
         return plans
 
     def raw_inputs(self, product: Product, day: dt.date, raw: Storage) -> list[str]:
-        """Per dataset: the newest version folder holding the day, and in it the newest production date."""
+        """Per dataset the newest version folder holding the day, in it the newest production of each file.
+
+        A product made of several files per day (hourly wind) keeps the newest production of every time
+        step; without any, the original pipeline's aggregated daily file (``daily_input``) is accepted.
+        """
         chosen: list[str] = []
         for dataset in product.datasets_for(day):
+            regex = dataset.file_regex(day)
             for version in reversed(dataset_versions(raw, product.raw_dir, dataset)):
-                files = sorted(day_files(raw, product.raw_dir, dataset, day, version))
-                if files:
-                    # File names end in the production date, so the last name is the newest production.
-                    chosen.extend(files if product.files_per_day > 1 else files[-1:])
+                newest: dict[str, str] = {}
+                # File names end in the production date, so in name order the last one is the newest.
+                for key in sorted(day_files(raw, product.raw_dir, dataset, day, version)):
+                    found = regex.match(key.rsplit("/", 1)[-1])
+                    newest[found.groupdict().get("step") or ""] = key
+                if newest:
+                    chosen.extend(newest[step] for step in sorted(newest))
                     break
+        if not chosen and product.daily_input:
+            daily = f"{product.raw_dir}/{product.daily_input_name(day)}"
+            chosen = [daily] if raw.exists(daily) else []
         return chosen
