@@ -82,7 +82,8 @@ class Dataset(_Frozen):
     @property
     def dataset_family(self) -> str:
         """``nrt`` for near-real-time datasets, ``my`` for multi-year/reprocessed ones."""
-        return "nrt" if "_nrt" in self.dataset_id.lower() or "NRT" in self.product_id else "my"
+        # From the dataset id alone: product ids such as MULTIOBS_..._MYNRT_... hold both families.
+        return "nrt" if re.search(r"(^|[_-])nrt([_-]|$)", self.dataset_id, re.IGNORECASE) else "my"
 
 
 class Product(_Frozen):

@@ -29,19 +29,21 @@ class EncodedVariable:
 
 def pack(values: np.ndarray, spec: VariableEncoding) -> tuple[np.ndarray, int]:
     """Physical values (NaN = missing) -> stored values of ``spec.dtype``; also the count set to fill."""
-    data = np.asarray(values)
-    finite = np.isfinite(data)
+    data = np.asarray(values, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        valid = finite & (data >= spec.valid_min) & (data <= spec.valid_max)
-    n_out_of_range = int(np.count_nonzero(finite)) - int(np.count_nonzero(valid))
+        valid = (data >= spec.valid_min) & (data <= spec.valid_max)  # False for NaN
+    n_valid = int(np.count_nonzero(valid))
+    n_out_of_range = data.size - int(np.count_nonzero(np.isnan(data))) - n_valid
     if spec.dtype.startswith("int"):
-        scaled = data
+        scaled = data - (spec.add_offset or 0.0)
         if spec.scale_factor is not None:
-            scaled = (data - (spec.add_offset or 0.0)) / spec.scale_factor
-        stored = np.where(valid, np.rint(np.where(valid, scaled, 0.0)), spec.fill_value).astype(spec.dtype)
+            scaled /= spec.scale_factor
+        np.rint(scaled, out=scaled)
     else:
-        stored = np.where(valid, data, spec.fill_value).astype(spec.dtype)
-    return stored, n_out_of_range
+        scaled = data.copy()
+    if n_valid < data.size:
+        scaled[~valid] = spec.fill_value
+    return scaled.astype(spec.dtype), n_out_of_range
 
 
 def encode_variable(

@@ -65,18 +65,18 @@ def provenance(product: Product, day: dt.date, inputs: list[str], raw: Storage) 
     )
 
 
-def _tile_attrs(product: Product, day: dt.date, tile: Tile, prov: Provenance) -> dict:
-    lon_min, lat_min, lon_max, lat_max = tile.region.bounds
+def _tile_attrs(product: Product, day: dt.date, prov: Provenance) -> dict:
+    """Global attributes shared by all tiles of a (product, day).
+
+    Nothing region-specific goes here: readers join neighbouring tiles with ``xr.combine_by_coords``,
+    whose default refuses conflicting global attributes. The region is in the file name, the
+    coordinates and the inventory.
+    """
     return {
         "Conventions": "CF-1.8",
-        "title": f"OceanTACO {product.output_id} {tile.region.name} {day.isoformat()}",
+        "title": f"OceanTACO {product.output_id} {day.isoformat()}",
         "product": product.token,
-        "region": tile.region.name,
         "date": day.isoformat(),
-        "geospatial_lon_min": lon_min,
-        "geospatial_lon_max": lon_max,
-        "geospatial_lat_min": lat_min,
-        "geospatial_lat_max": lat_max,
         "tile_rule": "lon_min <= lon < lon_max, lat_min <= lat < lat_max (lat = 90 in northern tiles)",
         "source_product_id": prov.product_id,
         "source_dataset_id": prov.dataset_id,
@@ -156,7 +156,7 @@ def format_product_day(
     with ExitStack() as stack:
         paths = [stack.enter_context(raw.local_copy(key)) for key in inputs]
         for tile in get_loader(product).tiles(product, day, paths):
-            tile.dataset.attrs.update(_tile_attrs(product, day, tile, prov))
+            tile.dataset.attrs.update(_tile_attrs(product, day, prov))
             key = product.tile_key(tile.region.name, day)
             result = formatted.write_bytes(key, to_netcdf_bytes(tile.dataset, tile.encoding))
             written += result.written

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -1418,9 +1418,25 @@ def group_argo_files(profiles: Iterable[ArgoProfile]) -> dict[str, list[ArgoProf
 # ---------------------------------------------------------------------------------------------------------
 
 
+# Gridded products written by :mod:`oceantaco.synthetic_grids` (defined here so that ``build_mirror`` can
+# default to them without importing that module, which itself imports this one).
+GRIDDED_PRODUCTS: tuple[str, ...] = (
+    "glorys",
+    "l4_sst",
+    "l4_sss",
+    "l4_wind",
+    "l3_sst",
+    "l3_sss_smos_asc",
+    "l3_sss_smos_desc",
+)
+
+
 @dataclass(frozen=True)
 class MirrorManifest:
-    """What :func:`build_mirror` wrote; the URLs go to ``Settings.cmems_mirror`` / ``Settings.argo_gdac``."""
+    """What :func:`build_mirror` wrote; the URLs go to ``Settings.cmems_mirror`` / ``Settings.argo_gdac``.
+
+    ``gridded_files`` maps a gridded product token to the files written per day (24 for hourly wind).
+    """
 
     root: Path
     cmems_mirror: str
@@ -1428,6 +1444,7 @@ class MirrorManifest:
     l4_ssh_files: dict[dt.date, Path]
     argo_index: Path
     argo_files: dict[str, list[ArgoProfile]]
+    gridded_files: dict[str, dict[dt.date, list[Path]]] = field(default_factory=dict)
 
     @property
     def argo_profiles(self) -> list[ArgoProfile]:
@@ -1436,7 +1453,13 @@ class MirrorManifest:
     @property
     def files(self) -> list[Path]:
         gdac = Path(self.argo_gdac) / "dac"
-        return [*self.l4_ssh_files.values(), self.argo_index, *(gdac / rel for rel in self.argo_files)]
+        gridded = [p for per_day in self.gridded_files.values() for paths in per_day.values() for p in paths]
+        return [
+            *self.l4_ssh_files.values(),
+            *gridded,
+            self.argo_index,
+            *(gdac / rel for rel in self.argo_files),
+        ]
 
 
 def _l4_ssh_target(day: dt.date) -> tuple[Path, dt.date, Timeliness]:
@@ -1456,13 +1479,25 @@ def _l4_ssh_target(day: dt.date) -> tuple[Path, dt.date, Timeliness]:
     return Path(dataset.product_id, version_dir, f"{day:%Y}", f"{day:%m}", name), production, timeliness
 
 
-def build_mirror(root: Path, days: list[dt.date], *, l4_resolution: float = 0.125) -> MirrorManifest:
+def build_mirror(
+    root: Path,
+    days: list[dt.date],
+    *,
+    l4_resolution: float = 0.125,
+    grid_products: Sequence[str] = GRIDDED_PRODUCTS,
+    grid_resolution: float = 1.0,
+) -> MirrorManifest:
     """Lay out a small upstream mirror under ``root`` for ``days``.
 
-    ``<root>/cmems`` is a Copernicus Marine native tree with one DUACS L4 file per day and ``<root>/gdac``
-    a GDAC tree with ``ar_index_global_prof.txt`` and ``dac/<dac>/<wmo>/profiles/*.nc``. A coarser
-    ``l4_resolution`` keeps tests fast; the grid stays -180..180 like the 0.125° dataset.
+    ``<root>/cmems`` is a Copernicus Marine native tree with one DUACS L4 file per day plus the native
+    files of every product in ``grid_products`` (see :func:`oceantaco.synthetic_grids.write_product_day`)
+    at ``grid_resolution``; ``<root>/gdac`` is a GDAC tree with ``ar_index_global_prof.txt`` and
+    ``dac/<dac>/<wmo>/profiles/*.nc``. Coarse ``l4_resolution`` / ``grid_resolution`` keep tests fast; the
+    grids keep their native extent and longitude convention. A gridded product is skipped on days no
+    catalog dataset covers (as upstream has no file then).
     """
+    from oceantaco.synthetic_grids import write_product_day  # imports this module: import at call time
+
     root = Path(root).resolve()
     cmems, gdac = root / "cmems", root / "gdac"
     l4_files: dict[dt.date, Path] = {}
@@ -1471,6 +1506,13 @@ def build_mirror(root: Path, days: list[dt.date], *, l4_resolution: float = 0.12
         l4_files[day] = write_duacs_l4(
             cmems / rel, day, production, resolution=l4_resolution, timeliness=timeliness
         )
+    catalog = load_catalog()
+    gridded: dict[str, dict[dt.date, list[Path]]] = {}
+    for token in grid_products:
+        covered = [day for day in days if catalog[token].datasets_for(day)]
+        gridded[token] = {
+            day: write_product_day(cmems, token, day, resolution=grid_resolution) for day in covered
+        }
     argo_files = group_argo_files(argo_profiles_for_days(days))
     for rel, profiles in argo_files.items():
         write_argo_profile(gdac / "dac" / rel, profiles)
@@ -1485,4 +1527,5 @@ def build_mirror(root: Path, days: list[dt.date], *, l4_resolution: float = 0.12
         l4_ssh_files=l4_files,
         argo_index=index,
         argo_files=argo_files,
+        gridded_files=gridded,
     )

@@ -21,6 +21,11 @@ def mirror(tmp_path_factory):
     return build_mirror(tmp_path_factory.mktemp("upstream"), DAYS, l4_resolution=1.0)
 
 
+def fetchable(mirror) -> int:
+    """Files a download copies: every upstream file but the Argo index, which is read, not copied."""
+    return len(mirror.files) - 1
+
+
 @pytest.fixture
 def cli(mirror, upstream_env):
     upstream_env(mirror.cmems_mirror, mirror.argo_gdac)
@@ -41,29 +46,28 @@ def test_dry_run_is_the_default_and_writes_only_its_report(cli, mirror, tmp_path
     (report,) = list((raw / "logs").iterdir())
     assert [p for p in raw.rglob("*") if p.is_file()] == [report]
     body = json.loads(report.read_text())
-    expected_files = len(mirror.l4_ssh_files) + len(mirror.argo_files)
-    assert body["summary"]["planned_files"] == expected_files and body["downloads"] == []
+    assert body["summary"]["planned_files"] == fetchable(mirror) and body["downloads"] == []
 
 
 def test_three_steps_then_a_rerun_that_changes_nothing(cli, mirror, tmp_path):
     raw, formatted, taco = (str(tmp_path / n) for n in ("raw", "formatted", "taco"))
     out = cli("download", *RANGE, "--output-dir", raw, "--download", "--weekly-batches")
-    assert f"fetched {len(mirror.l4_ssh_files) + len(mirror.argo_files)} file(s)" in out
+    assert f"fetched {fetchable(mirror)} file(s)" in out
     out = cli("format", *FORMAT_RANGE, "--data-dir", raw, "--output-dir", formatted, "-p", "2")
     inventory = read_inventory(Storage(formatted))
     assert (inventory["data_source"] == "l4_ssh").sum() == 16
     out = cli("build", "--data-dir", formatted, "--output-dir", taco)
     assert "parts written 1" in out and "verified: " in out
 
-    n_files = len(mirror.l4_ssh_files) + len(mirror.argo_files)
     out = cli("download", *RANGE, "--output-dir", raw, "--download")
-    assert f"fetched 0 file(s), 0.0 MB; skipped {n_files} already present" in out
+    assert f"fetched 0 file(s), 0.0 MB; skipped {fetchable(mirror)} already present" in out
+
     def outputs() -> dict:
         return {p: p.stat().st_mtime_ns for p in (tmp_path / "formatted").rglob("*") if "logs" not in p.parts}
 
     before = outputs()
     out = cli("format", *FORMAT_RANGE, "--data-dir", raw, "--output-dir", formatted, "-p", "1")
-    assert out.count("│ unchanged") == 4  # the status cells: 2 products x 2 days
+    assert out.count("│ unchanged") == 9 * 2  # the status cells: 9 products x 2 days
     assert outputs() == before
     assert "parts written 0, unchanged 1" in cli("build", "--data-dir", formatted, "--output-dir", taco)
 
@@ -120,3 +124,40 @@ def test_build_without_an_inventory_says_what_to_do(cli, tmp_path):
         "build", "--data-dir", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "taco"), code=2
     )
     assert "run the format step first" in out
+
+
+def test_update_existing_inventory_replaces_exactly_the_remade_rows(cli, tmp_path):
+    """The original left duplicate SMOS rows: its processor name l3_sss_smos never matched the row names."""
+    raw, formatted = str(tmp_path / "raw"), str(tmp_path / "formatted")
+    cli(
+        "download",
+        *RANGE,
+        "--output-dir",
+        raw,
+        "--download",
+        "--sources",
+        "l4_ssh",
+        "--sources",
+        "l3_sss_smos",
+    )
+    only = ["--only-vars", "l4_ssh", "--only-vars", "l3_sss_smos"]
+    cli("format", *FORMAT_RANGE, "--data-dir", raw, "--output-dir", formatted, *only, "-p", "1")
+    first = read_inventory(Storage(formatted))
+    assert first.groupby("data_source").size().to_dict() == {
+        "l3_sss_smos_asc": 16,
+        "l3_sss_smos_desc": 16,
+        "l4_ssh": 16,
+    }
+    one_day = ["--date-min", "2024-03-02", "--date-max", "2024-03-02"]
+    smos = ["--only-vars", "l3_sss_smos"]
+    cli(
+        "format", *one_day, "--data-dir", raw, "--output-dir", formatted, *smos, "--update-existing-inventory"
+    )
+    again = read_inventory(Storage(formatted))
+    assert not again["relative_path"].duplicated().any()
+    assert sorted(again["relative_path"]) == sorted(first["relative_path"])
+    cli("format", *one_day, "--data-dir", raw, "--output-dir", formatted, *smos)
+    fresh = read_inventory(Storage(formatted))
+    assert set(fresh["data_source"]) == {"l3_sss_smos_asc", "l3_sss_smos_desc"} and set(
+        fresh["date_str"]
+    ) == {"20240302"}

@@ -7,6 +7,7 @@ block, in float64, right before it is packed again: a global OSTIA field never e
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,24 +20,56 @@ _CELSIUS = frozenset(
 _ZERO_CELSIUS_IN_KELVIN = 273.15
 
 
+@dataclass(frozen=True)
+class Packing:
+    """How a variable is stored: scale, offset, the stored values that mean "missing", signedness."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    missing: tuple[float, ...] = ()
+    unsigned: bool = False
+
+    @classmethod
+    def of(cls, attrs: Mapping) -> Packing:
+        missing = tuple(
+            float(v)
+            for key in ("_FillValue", "missing_value")
+            if key in attrs
+            for v in np.atleast_1d(attrs[key])
+        )
+        return cls(
+            scale=float(np.asarray(attrs.get("scale_factor", 1.0)).ravel()[0]),
+            offset=float(np.asarray(attrs.get("add_offset", 0.0)).ravel()[0]),
+            missing=missing,
+            unsigned=str(attrs.get("_Unsigned", "")).lower() == "true",
+        )
+
+    def stored(self, raw: np.ndarray) -> np.ndarray:
+        data = np.asarray(raw)
+        if self.unsigned and data.dtype.kind == "i":
+            return data.view(data.dtype.str.replace("i", "u"))
+        return data
+
+    def missing_mask(self, data: np.ndarray) -> np.ndarray:
+        """Cells holding a fill or missing value (or NaN), compared in the stored type."""
+        mask = np.isnan(data) if data.dtype.kind == "f" else np.zeros(data.shape, dtype=bool)
+        for value in self.missing:
+            mask |= data == np.asarray(value).astype(data.dtype)
+        return mask
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """Physical float64 values; missing cells are NaN."""
+        data = self.stored(raw)
+        values = np.multiply(data, self.scale, dtype=np.float64)
+        if self.offset:
+            values += self.offset
+        values[self.missing_mask(data)] = np.nan
+        return values
+
+
 def decode(raw: np.ndarray, attrs: Mapping) -> np.ndarray:
-    """Physical float64 values of a stored array: ``_Unsigned``, fill/missing values, scale and offset."""
-    data = np.asarray(raw)
-    if str(attrs.get("_Unsigned", "")).lower() == "true" and data.dtype.kind == "i":
-        data = data.view(data.dtype.str.replace("i", "u"))
-    missing = np.zeros(data.shape, dtype=bool)
-    for key in ("_FillValue", "missing_value"):
-        if key in attrs:
-            for value in np.atleast_1d(attrs[key]):
-                missing |= np.isnan(data) if np.isnan(value) else data == np.asarray(value).astype(data.dtype)
-    values = data.astype(np.float64)
-    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
-    if scale is not None:
-        values *= float(np.asarray(scale).ravel()[0])
-    if offset is not None:
-        values += float(np.asarray(offset).ravel()[0])
-    values[missing] = np.nan
-    return values
+    """Physical float64 values of a stored array from its CF attributes (fill, scale, offset, unsigned)."""
+    return Packing.of(attrs).decode(raw)
 
 
 def _unit_kind(units: str | None) -> str | None:
