@@ -100,9 +100,10 @@ def check_root(root: str, mirror) -> int:
     for day in DAYS:
         expected = expected_argo_points(mirror, day)
         got = {}
-        for key in argo[argo["date_str"] == f"{day:%Y%m%d}"]["relative_path"]:
+        rows = argo[argo["date_str"] == f"{day:%Y%m%d}"]
+        for key, name in zip(rows["relative_path"], rows["region"], strict=True):
             tile = xr.open_dataset(io.BytesIO(formatted.read_bytes(key)), engine="h5netcdf").load()
-            reg = region(tile.attrs["region"])
+            reg = region(name)
             assert reg.contains(tile["lon"].values, tile["lat"].values).all()
             for p, c, pres, temp in zip(
                 tile["PLATFORM_NUMBER"].values,
@@ -123,17 +124,16 @@ def check_root(root: str, mirror) -> int:
     tacoreader.clear_cache()
     dataset = tacoreader.load(taco.url, cache=False)
     assert dataset.data["id"].to_pylist() == [f"{d:%Y_%m_%d}" for d in DAYS]
-    argo_tiles = set(argo["relative_path"])
+    tiles = set(inventory["relative_path"])
     for day in DAYS:
         regions = dataset.data.read(f"{day:%Y_%m_%d}")
         assert regions["id"].to_pylist() == list(REGION_NAMES)
         for name in REGION_NAMES:
             slots = regions.read(name)
-            has_argo = CATALOG["argo"].tile_key(name, day) in argo_tiles
             expected_ids = [
-                p.output_id if p.token == "l4_ssh" or (p.token == "argo" and has_argo) else p.placeholder_id
-                for p in CATALOG.ordered()
+                p.output_id if p.tile_key(name, day) in tiles else p.placeholder_id for p in CATALOG.ordered()
             ]
+            assert expected_ids[:8] == [p.output_id for p in CATALOG.ordered()[:8]]  # every gridded product
             assert slots["id"].to_pylist() == expected_ids
         vsi = regions.read("NORTH_ATLANTIC").read("l4_ssh.nc")
         offset, size, container = VSISUBFILE.match(vsi).groups()
@@ -171,7 +171,7 @@ def test_oceantaco_run_on_an_s3_root(upstream, s3_bucket):
 def test_a_corrupt_upstream_day_fails_alone_and_the_rest_is_published(mirror, tmp_path, upstream_env):
     upstream = tmp_path / "upstream"
     shutil.copytree(mirror.cmems_mirror, upstream)
-    (bad,) = upstream.rglob(f"*_{DAYS[1]:%Y%m%d}_*.nc")
+    (bad,) = upstream.rglob(f"dt_global_allsat_phy_l4_{DAYS[1]:%Y%m%d}_*.nc")
     bad.write_bytes(bad.read_bytes()[:4096])  # a truncated file, as an interrupted upstream write leaves it
     upstream_env(str(upstream), mirror.argo_gdac)
     root = str(tmp_path / "root")
@@ -196,5 +196,6 @@ def test_an_unreachable_provider_does_not_stop_the_other_product(mirror, tmp_pat
         pipeline(DAYS[0], DAYS[-1], root)
 
     slots = read_slots(Storage(Roots.under(root).taco))
-    assert {r["slot"] for r in slots if r["available"]} == {"l4_ssh.nc"}
-    assert sum(r["available"] for r in slots) == len(DAYS) * len(REGION_NAMES)
+    gridded = {p.output_id for p in CATALOG.ordered() if p.provider == "cmems" and p.tiling == "grid"}
+    assert {r["slot"] for r in slots if r["available"]} == gridded
+    assert sum(r["available"] for r in slots) == len(DAYS) * len(REGION_NAMES) * len(gridded)
