@@ -50,7 +50,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch)
         started = time.perf_counter()
-        mirror = build_mirror(base / "upstream", days)
+        mirror = build_mirror(base / "upstream", days, grid_products=())  # gridded: format_day.py
         print(f"synthetic upstream: {time.perf_counter() - started:.1f} s")
         settings = Settings(cmems_mirror=mirror.cmems_mirror, argo_gdac=mirror.argo_gdac)
         raw, formatted = Storage(str(base / "raw")), Storage(str(base / "formatted"))

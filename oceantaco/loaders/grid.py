@@ -26,7 +26,8 @@ from oceantaco.loaders.netcdf import NetcdfFile, Variable, open_netcdf
 from oceantaco.regions import REGIONS, normalize_lon
 
 _COORD_NAMES = {"latitude": "lat", "longitude": "lon"}
-TILE_CHUNKS = {"lat": 512, "lon": 512}
+# 256 is as small and as fast as 512 or 1024 at zlib level 1 (benchmarks/encoding_choices.py)
+TILE_CHUNKS = {"lat": 256, "lon": 256}
 Selector = slice | np.ndarray
 
 
