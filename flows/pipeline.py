@@ -79,7 +79,10 @@ def download_flow(start: dt.date, end: dt.date, root: str, products: list[str] |
     A provider that cannot even be listed fails its own product's days only.
     """
     days = steps.date_range(start, end)
-    tokens = [p.token for p in steps.select_products(products)]
+    # Products whose download is not built yet (SWOT) are formatted from raw files already in the root.
+    tokens = [
+        p.token for p in steps.select_products(products) if p.token in steps.SUPPORTED_PRODUCTS["download"]
+    ]
     planned, failed_products = _settle(plan_downloads.map(tokens, unmapped(days)), "plan")
     plans = [plan for product_plans in planned for plan in product_plans]
     _, failed_days = _settle(fetch_day.map(plans, unmapped(steps.Roots.under(root).raw)), "fetch")

@@ -42,9 +42,9 @@ def _refuse(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _products(names: list[str] | None) -> list[str]:
+def _products(names: list[str] | None, step: steps.Step = "format") -> list[str]:
     try:
-        return [p.token for p in steps.select_products(names or None)]
+        return [p.token for p in steps.select_products(names or None, step=step)]
     except (steps.NotSupportedError, KeyError) as exc:
         _refuse(str(exc).strip("\"'"))
 
@@ -56,10 +56,10 @@ def _refuse_unimplemented(**flags: object) -> None:
         _refuse(f"--{', --'.join(given)}: not implemented yet")
 
 
-def _note_unsupported() -> None:
-    console.print(
-        f"[dim]products not implemented yet, skipped: {', '.join(steps.unsupported_products())}[/dim]"
-    )
+def _note_unsupported(step: steps.Step) -> None:
+    skipped = steps.unsupported_products(step)
+    if skipped:
+        console.print(f"[dim]{step} not implemented yet for {', '.join(skipped)}: skipped[/dim]")
 
 
 @app.command()
@@ -86,9 +86,9 @@ def download(
     if dry_run and do_download:
         _refuse("--dry-run and --download are mutually exclusive")
     days = _days(start_date, end_date)
-    products = _products(sources)
+    products = _products(sources, "download")
     if not sources:
-        _note_unsupported()
+        _note_unsupported("download")
     settings = Settings()
     raw = Storage(output_dir)
     report = steps.DownloadReport(started=steps.timestamp(), dry_run=not do_download)
@@ -143,8 +143,8 @@ def format_(
         str, typer.Option(help="Inventory file name under --output-dir.")
     ] = INVENTORY_NAME,
     processes: Annotated[int, typer.Option("--processes", "-p", min=1, help="Worker processes.")] = 2,
-    include_l3_swot: Annotated[bool | None, typer.Option("--include-l3-swot/--no-include-l3-swot")] = None,
-    include_l3_ssh: Annotated[bool | None, typer.Option("--include-l3-ssh/--no-include-l3-ssh")] = None,
+    include_l3_swot: Annotated[bool, typer.Option("--include-l3-swot/--no-include-l3-swot")] = True,
+    include_l3_ssh: Annotated[bool, typer.Option("--include-l3-ssh/--no-include-l3-ssh")] = True,
     include_argo: Annotated[bool, typer.Option("--include-argo/--no-include-argo")] = True,
     only_vars: Annotated[
         list[str] | None, typer.Option(help="Only these products (token or output id).")
@@ -154,11 +154,10 @@ def format_(
     ] = False,
 ) -> None:
     """Cut raw files into regional NetCDF tiles and write the inventory."""
-    _refuse_unimplemented(include_l3_swot=include_l3_swot, include_l3_ssh=include_l3_ssh)
     days = _days(date_min, date_max)
-    products = [t for t in _products(only_vars) if include_argo or t != "argo"]
-    if not only_vars:
-        _note_unsupported()
+    flags = (("l3_swot", include_l3_swot), ("l3_ssh", include_l3_ssh), ("argo", include_argo))
+    excluded = {token for token, keep in flags if not keep}
+    products = [t for t in _products(only_vars) if t not in excluded]
     formatted = Storage(output_dir)
     pairs = [(t, d) for t in products for d in days]
     table = Table("product", "day", "status", "tiles written", "unchanged")
@@ -193,7 +192,7 @@ def build(
     inventory_path: Annotated[
         str | None, typer.Option(help="Inventory (default <data-dir>/file_inventory.parquet).")
     ] = None,
-    include_l3_swot: Annotated[bool | None, typer.Option("--include-l3-swot/--no-include-l3-swot")] = None,
+    include_l3_swot: Annotated[bool, typer.Option("--include-l3-swot/--no-include-l3-swot")] = True,
     include_argo: Annotated[bool, typer.Option("--include-argo/--no-include-argo")] = True,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Re-read and check the TACO.")] = True,
     start_date: Annotated[str | None, typer.Option(help="Only days from this date (inclusive).")] = None,
@@ -203,11 +202,10 @@ def build(
 ) -> None:
     """Package the formatted tiles as TACO parts (one per month) plus a catalog, and verify them."""
     _refuse_unimplemented(
-        include_l3_swot=include_l3_swot,
-        analyze_duplicates_only=analyze_duplicates_only,
-        duplicate_report_path=duplicate_report_path,
+        analyze_duplicates_only=analyze_duplicates_only, duplicate_report_path=duplicate_report_path
     )
-    products = [t for t in _products(None) if include_argo or t != "argo"]
+    excluded = {t for t, keep in (("l3_swot", include_l3_swot), ("argo", include_argo)) if not keep}
+    products = [t for t in _products(None) if t not in excluded]
     try:
         report = steps.build(
             data_dir,

@@ -8,8 +8,12 @@ variables carry ``scale_factor``/``add_offset`` attributes, so every CF reader d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import h5netcdf
+import h5py
 import numpy as np
 import xarray as xr
 
@@ -29,11 +33,15 @@ class EncodedVariable:
 
 def pack(values: np.ndarray, spec: VariableEncoding) -> tuple[np.ndarray, int]:
     """Physical values (NaN = missing) -> stored values of ``spec.dtype``; also the count set to fill."""
-    data = np.asarray(values, dtype=np.float64)
+    data = np.asarray(values)
+    if spec.dtype.startswith("int") or data.dtype.kind != "f":
+        data = data.astype(np.float64)
     with np.errstate(invalid="ignore"):
         valid = (data >= spec.valid_min) & (data <= spec.valid_max)  # False for NaN
     n_valid = int(np.count_nonzero(valid))
-    n_out_of_range = data.size - int(np.count_nonzero(np.isnan(data))) - n_valid
+    # The fill value itself (e.g. -1 for an empty cell's track index) is missing, not out of range.
+    n_missing = np.count_nonzero(np.isnan(data) | (data == spec.fill_value))
+    n_out_of_range = data.size - int(n_missing) - n_valid
     if spec.dtype.startswith("int"):
         scaled = data - (spec.add_offset or 0.0)
         if spec.scale_factor is not None:
@@ -46,11 +54,8 @@ def pack(values: np.ndarray, spec: VariableEncoding) -> tuple[np.ndarray, int]:
     return scaled.astype(spec.dtype), n_out_of_range
 
 
-def encode_variable(
-    dims: tuple[str, ...], values: np.ndarray, spec: VariableEncoding, *, chunks: tuple[int, ...]
-) -> EncodedVariable:
-    """Pack one variable and describe its on-disk encoding (fill, compression, chunks)."""
-    stored, n_out_of_range = pack(values, spec)
+def variable_attrs(spec: VariableEncoding) -> dict:
+    """CF attributes of a stored variable (without ``_FillValue``, which the writer sets)."""
     attrs: dict = {"units": spec.units, "long_name": spec.long_name}
     if spec.standard_name:
         attrs["standard_name"] = spec.standard_name
@@ -62,6 +67,15 @@ def encode_variable(
     if spec.scale_factor is not None:
         bounds = tuple(spec.pack_scalar(v) for v in bounds)
     attrs["valid_min"], attrs["valid_max"] = (np.array(v, dtype=spec.dtype)[()] for v in bounds)
+    return attrs
+
+
+def encode_variable(
+    dims: tuple[str, ...], values: np.ndarray, spec: VariableEncoding, *, chunks: tuple[int, ...]
+) -> EncodedVariable:
+    """Pack one variable and describe its on-disk encoding (fill, compression, chunks)."""
+    stored, n_out_of_range = pack(values, spec)
+    attrs = variable_attrs(spec)
     encoding: dict = {
         "dtype": spec.dtype,
         "_FillValue": spec.fill_value,
@@ -101,3 +115,62 @@ def encode_dataset(
 def to_netcdf_bytes(ds: xr.Dataset, encoding: dict[str, dict]) -> bytes:
     """Serialise in memory with h5netcdf: deterministic bytes, so an unchanged tile hashes the same."""
     return bytes(ds.to_netcdf(engine="h5netcdf", encoding=encoding))
+
+
+@dataclass(frozen=True)
+class StreamedVariable:
+    """A variable whose physical values are computed only when the writer reaches it."""
+
+    dims: tuple[str, ...]
+    values: Callable[[], np.ndarray]
+    attrs: dict = field(default_factory=dict)
+
+
+def stream_netcdf_bytes(
+    dims: dict[str, int],
+    coords: dict[str, tuple[np.ndarray, dict]],
+    variables: dict[str, StreamedVariable],
+    specs: dict[str, VariableEncoding],
+    *,
+    attrs: dict,
+    chunks: dict[str, int],
+    extra: dict[str, tuple[tuple[str, ...], np.ndarray, dict]] | None = None,
+) -> tuple[bytes, int]:
+    """Write a NetCDF4 file in memory one variable at a time; returns (bytes, values set to fill).
+
+    For tiles too large to hold all variables at once (a 2 km SWOT tile has 17.6 M cells per variable):
+    each variable is computed, packed with the catalog's encoding, written and released before the next.
+    ``extra`` holds small unpacked variables (track ids and times as strings).
+    """
+    buffer = io.BytesIO()
+    out_of_range = 0
+    with h5netcdf.File(buffer, "w") as f:
+        f.dimensions = dims
+        for name, (values, coord_attrs) in coords.items():
+            var = f.create_variable(name, (name,), values.dtype, data=values)
+            var.attrs.update(coord_attrs)
+        for name, variable in variables.items():
+            spec = specs[name]
+            stored, n_out = pack(variable.values(), spec)
+            out_of_range += n_out
+            var = f.create_variable(
+                name,
+                variable.dims,
+                spec.dtype,
+                data=stored,
+                fillvalue=np.array(spec.fill_value, dtype=spec.dtype)[()],
+                chunks=tuple(min(chunks[d], dims[d]) for d in variable.dims),
+                compression="gzip",
+                compression_opts=ZLIB_LEVEL,
+                shuffle=spec.dtype.startswith("int"),
+            )
+            var.attrs.update({**variable_attrs(spec), **variable.attrs})
+            del stored
+        for name, (var_dims, values, var_attrs) in (extra or {}).items():
+            dtype = h5py.string_dtype() if values.dtype.kind in "OU" else values.dtype
+            var = f.create_variable(
+                name, var_dims, dtype, data=values.astype(object) if values.dtype.kind == "U" else values
+            )
+            var.attrs.update(var_attrs)
+        f.attrs.update(attrs)
+    return buffer.getvalue(), out_of_range

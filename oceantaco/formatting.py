@@ -19,7 +19,6 @@ import pandas as pd
 
 from oceantaco import __version__
 from oceantaco.catalog import Product
-from oceantaco.encoding import to_netcdf_bytes
 from oceantaco.inventory import TileRecord, read_fragment, write_fragment
 from oceantaco.loaders import Tile, get_loader
 from oceantaco.providers import get_provider
@@ -121,6 +120,7 @@ def _record(product: Product, day: dt.date, tile: Tile, key: str, sha256: str, s
         n_profiles=tile.n_profiles,
         n_out_of_range=tile.n_out_of_range,
         n_time_steps=tile.n_time_steps,
+        n_tracks=tile.n_tracks,
         satellite_pass=product.satellite_pass,
     )
 
@@ -156,9 +156,8 @@ def format_product_day(
     with ExitStack() as stack:
         paths = [stack.enter_context(raw.local_copy(key)) for key in inputs]
         for tile in get_loader(product).tiles(product, day, paths):
-            tile.dataset.attrs.update(_tile_attrs(product, day, prov))
             key = product.tile_key(tile.region.name, day)
-            result = formatted.write_bytes(key, to_netcdf_bytes(tile.dataset, tile.encoding))
+            result = formatted.write_bytes(key, tile.to_bytes(_tile_attrs(product, day, prov)))
             written += result.written
             records.append(_record(product, day, tile, key, result.sha256, result.size, prov))
     stale = set() if previous is None else set(previous["relative_path"]) - {r.relative_path for r in records}

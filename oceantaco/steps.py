@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from oceantaco.catalog import Catalog, Product, load_catalog
 from oceantaco.formatting import FormatResult, format_product_day
@@ -23,20 +24,16 @@ from oceantaco.settings import Settings
 from oceantaco.storage import Storage
 from oceantaco.taco import BuildReport, build_taco
 
-# Products whose download and format are implemented; later issues widen this set.
-SUPPORTED_PRODUCTS = frozenset(
-    {
-        "glorys",
-        "l4_ssh",
-        "l4_sst",
-        "l4_sss",
-        "l4_wind",
-        "l3_sst",
-        "l3_sss_smos_asc",
-        "l3_sss_smos_desc",
-        "argo",
-    }
-)
+Step = Literal["download", "format"]
+# Products each step implements; later issues widen these sets. SWOT is formatted from raw passes already in
+# place, but its AVISO FTP download is not built yet.
+SUPPORTED_PRODUCTS: dict[str, frozenset[str]] = {
+    "download": frozenset(
+        {"glorys", "l4_ssh", "l4_sst", "l4_sss", "l4_wind", "l3_sst", "l3_sss_smos_asc", "l3_sss_smos_desc"}
+        | {"l3_ssh", "argo"}
+    ),
+    "format": frozenset(load_catalog().products),
+}
 
 
 class NotSupportedError(ValueError):
@@ -61,23 +58,24 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def select_products(names: list[str] | None, catalog: Catalog | None = None) -> list[Product]:
-    """Products by token or output id (all supported ones when ``names`` is empty); refuses the rest."""
+def select_products(
+    names: list[str] | None, catalog: Catalog | None = None, *, step: Step = "format"
+) -> list[Product]:
+    """Products by name (all the step supports when ``names`` is empty); refuses unsupported ones."""
     catalog = catalog or load_catalog()
-    products = (
-        catalog.resolve(names) if names else [p for p in catalog.ordered() if p.token in SUPPORTED_PRODUCTS]
-    )
-    unsupported = [p.token for p in products if p.token not in SUPPORTED_PRODUCTS]
+    supported = SUPPORTED_PRODUCTS[step]
+    products = catalog.resolve(names) if names else [p for p in catalog.ordered() if p.token in supported]
+    unsupported = [p.token for p in products if p.token not in supported]
     if unsupported:
         raise NotSupportedError(
-            f"product(s) {', '.join(unsupported)} are not implemented yet; "
-            f"available: {', '.join(sorted(SUPPORTED_PRODUCTS))}"
+            f"{step} of {', '.join(unsupported)} is not implemented yet; "
+            f"available: {', '.join(sorted(supported))}"
         )
     return products
 
 
-def unsupported_products() -> list[str]:
-    return [p.token for p in load_catalog().ordered() if p.token not in SUPPORTED_PRODUCTS]
+def unsupported_products(step: Step = "format") -> list[str]:
+    return [p.token for p in load_catalog().ordered() if p.token not in SUPPORTED_PRODUCTS[step]]
 
 
 # --- download ---------------------------------------------------------------------------------------

@@ -99,7 +99,6 @@ def test_a_bad_raw_file_fails_only_its_day(cli, tmp_path):
     [
         (["download", "--sources", "l3_swot"], "not implemented yet"),
         (["download", "--aviso-ftp-user", "me"], "not implemented yet"),
-        (["format", "--include-l3-swot"], "not implemented yet"),
         (["format", "--only-vars", "nonsense"], "unknown product"),
         (["build", "--analyze-duplicates-only"], "not implemented yet"),
         (["download", "--dry-run", "--download"], "mutually exclusive"),

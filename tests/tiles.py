@@ -6,10 +6,9 @@ import io
 
 import xarray as xr
 
-from oceantaco.encoding import to_netcdf_bytes
 from oceantaco.loaders import Tile
 
 
 def decoded(tile: Tile, **open_kw) -> xr.Dataset:
-    data = io.BytesIO(to_netcdf_bytes(tile.dataset, tile.encoding))
+    data = io.BytesIO(tile.to_bytes({}))
     return xr.open_dataset(data, engine="h5netcdf", **open_kw).load()

@@ -8,7 +8,7 @@ the catalog's table; they never look at storage, only at local paths.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -16,15 +16,20 @@ from typing import ClassVar, Protocol
 import xarray as xr
 
 from oceantaco.catalog import Product
+from oceantaco.encoding import to_netcdf_bytes
 from oceantaco.regions import Region
 
 
 @dataclass(frozen=True)
 class Tile:
-    """One encoded regional tile, ready to serialise, with the facts the inventory records."""
+    """One encoded regional tile, ready to serialise, with the facts the inventory records.
+
+    Either ``dataset`` + ``encoding`` (written by xarray) or ``serializer`` (for tiles too large to hold
+    every variable at once, which writes them one by one) describes the content.
+    """
 
     region: Region
-    dataset: xr.Dataset
+    dataset: xr.Dataset | None
     encoding: dict[str, dict]
     bbox: list[float]
     time_range_us: tuple[int, int]
@@ -33,6 +38,16 @@ class Tile:
     n_points: int | None = None
     n_profiles: int | None = None
     n_time_steps: int | None = None  # time steps combined into the tile (24 for a full day of hourly wind)
+    n_tracks: int | None = None  # passes/tracks that contributed (binned products)
+    serializer: Callable[[dict], bytes] | None = None
+
+    def to_bytes(self, attrs: dict) -> bytes:
+        """The tile as NetCDF4 bytes, with ``attrs`` added to its global attributes."""
+        if self.serializer is not None:
+            return self.serializer(attrs)
+        assert self.dataset is not None
+        self.dataset.attrs.update(attrs)
+        return to_netcdf_bytes(self.dataset, self.encoding)
 
 
 class InputError(ValueError):
@@ -54,7 +69,7 @@ def register(cls: type) -> type:
 
 
 def get_loader(product: Product) -> Loader:
-    from oceantaco.loaders import grid, points  # noqa: F401  (registration side effect)
+    from oceantaco.loaders import binned, grid, points  # noqa: F401  (registration side effect)
 
     try:
         return _REGISTRY[product.tiling]()

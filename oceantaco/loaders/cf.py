@@ -6,10 +6,12 @@ block, in float64, right before it is packed again: a global OSTIA field never e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from oceantaco.loaders import InputError
 
@@ -95,3 +97,20 @@ def convert_units(
     if source is None and target is not None and source_units:
         raise InputError(f"{name}: units {source_units!r} cannot be converted to {target_units!r}")
     return values
+
+
+_TIME_UNITS = re.compile(r"\s*(days|hours|minutes|seconds)\s+since\s+(.+?)\s*$", re.IGNORECASE)
+_MICROSECONDS = {"days": 86_400_000_000, "hours": 3_600_000_000, "minutes": 60_000_000, "seconds": 1_000_000}
+
+
+def decode_time(values: np.ndarray, units: str | None, *, name: str) -> np.ndarray:
+    """CF ``<unit> since <reference>`` numbers (NaN = missing) -> datetime64[us] (NaT = missing)."""
+    found = _TIME_UNITS.match(units or "")
+    if found is None:
+        raise InputError(f"{name}: time units {units!r} are not '<unit> since <date>'")
+    reference = np.datetime64(pd.Timestamp(found.group(2).replace("UTC", "").strip()).tz_localize(None), "us")
+    offsets = np.asarray(values, dtype=np.float64) * _MICROSECONDS[found.group(1).lower()]
+    finite = np.isfinite(offsets)
+    out = np.full(offsets.shape, np.datetime64("NaT"), dtype="datetime64[us]")
+    out[finite] = reference + np.rint(offsets[finite]).astype(np.int64).astype("timedelta64[us]")
+    return out

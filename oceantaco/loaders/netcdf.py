@@ -58,9 +58,10 @@ class Variable:
 class NetcdfFile(Mapping[str, Variable]):
     """Variables by name, with ``aliases`` applied to variable and dimension names."""
 
-    def __init__(self, variables: Mapping[str, Any], aliases: Mapping[str, str]) -> None:
+    def __init__(self, variables: Mapping[str, Any], aliases: Mapping[str, str], attrs: Mapping) -> None:
         self._sources = {aliases.get(name, name): (name, var) for name, var in variables.items()}
         self._aliases = aliases
+        self.attrs = {key: _text(value) for key, value in attrs.items()}
 
     def __getitem__(self, name: str) -> Variable:
         _, source = self._sources[name]
@@ -87,6 +88,7 @@ def open_netcdf(path: Path, aliases: Mapping[str, str] | None = None) -> Iterato
     except Exception as exc:
         raise InputError(f"{path.name}: cannot be read as NetCDF ({type(exc).__name__}: {exc})") from exc
     try:
-        yield NetcdfFile(handle.variables, aliases or {})
+        attrs = handle.attrs if engine == "h5netcdf" else handle._attributes
+        yield NetcdfFile(handle.variables, aliases or {}, attrs)
     finally:
         handle.close()

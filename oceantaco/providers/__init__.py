@@ -97,7 +97,7 @@ def register(cls: type) -> type:
 
 def get_provider(name: str, settings: Settings) -> Provider:
     # Import for the registration side effect: each module registers its class.
-    from oceantaco.providers import argo_gdac, cmems  # noqa: F401
+    from oceantaco.providers import argo_gdac, aviso, cmems  # noqa: F401
 
     try:
         return _REGISTRY[name](settings)
