@@ -9,7 +9,9 @@ variables carry ``scale_factor``/``add_offset`` attributes, so every CF reader d
 from __future__ import annotations
 
 import io
+import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import h5netcdf
@@ -134,13 +136,16 @@ def stream_netcdf_bytes(
     *,
     attrs: dict,
     chunks: dict[str, int],
+    occupied: np.ndarray | None = None,
     extra: dict[str, tuple[tuple[str, ...], np.ndarray, dict]] | None = None,
 ) -> tuple[bytes, int]:
     """Write a NetCDF4 file in memory one variable at a time; returns (bytes, values set to fill).
 
     For tiles too large to hold all variables at once (a 2 km SWOT tile has 17.6 M cells per variable):
     each variable is computed, packed with the catalog's encoding, written and released before the next.
-    ``extra`` holds small unpacked variables (track ids and times as strings).
+    ``occupied`` (one boolean per chunk of the 2-D variables) limits packing and writing to the chunks that
+    hold data: HDF5 leaves the other chunks unallocated and readers see the fill value there, so an empty
+    chunk costs neither time nor bytes. ``extra`` holds small unpacked variables (track ids and times).
     """
     buffer = io.BytesIO()
     out_of_range = 0
@@ -151,26 +156,60 @@ def stream_netcdf_bytes(
             var.attrs.update(coord_attrs)
         for name, variable in variables.items():
             spec = specs[name]
-            stored, n_out = pack(variable.values(), spec)
-            out_of_range += n_out
+            sizes = tuple(min(chunks[d], dims[d]) for d in variable.dims)
             var = f.create_variable(
                 name,
                 variable.dims,
                 spec.dtype,
-                data=stored,
                 fillvalue=np.array(spec.fill_value, dtype=spec.dtype)[()],
-                chunks=tuple(min(chunks[d], dims[d]) for d in variable.dims),
+                chunks=sizes,
                 compression="gzip",
                 compression_opts=ZLIB_LEVEL,
                 shuffle=spec.dtype.startswith("int"),
             )
             var.attrs.update({**variable_attrs(spec), **variable.attrs})
-            del stored
+            values = variable.values()
+            if occupied is None:
+                stored, n_out = pack(values, spec)
+                out_of_range += n_out
+                var[...] = stored
+            else:
+                out_of_range += _write_chunks(var, values, spec, sizes, occupied)
+            del values
         for name, (var_dims, values, var_attrs) in (extra or {}).items():
             dtype = h5py.string_dtype() if values.dtype.kind in "OU" else values.dtype
-            var = f.create_variable(
-                name, var_dims, dtype, data=values.astype(object) if values.dtype.kind == "U" else values
-            )
+            var = f.create_variable(name, var_dims, dtype, data=values)
             var.attrs.update(var_attrs)
         f.attrs.update(attrs)
     return buffer.getvalue(), out_of_range
+
+
+def _compressed_chunk(block: np.ndarray, spec: VariableEncoding, sizes: tuple[int, ...]) -> tuple[bytes, int]:
+    """One chunk packed, padded to the full chunk shape, shuffled when the dataset shuffles, deflated."""
+    stored, n_out = pack(block, spec)
+    if stored.shape != sizes:
+        full = np.full(sizes, spec.fill_value, dtype=spec.dtype)
+        full[tuple(slice(0, n) for n in stored.shape)] = stored
+        stored = full
+    raw = np.ascontiguousarray(stored).view(np.uint8)
+    if spec.dtype.startswith("int") and stored.itemsize > 1:  # HDF5's shuffle filter runs before deflate
+        raw = raw.reshape(-1, stored.itemsize).T
+    return zlib.compress(raw.tobytes(), ZLIB_LEVEL), n_out
+
+
+def _write_chunks(var: h5netcdf.Variable, values: np.ndarray, spec: VariableEncoding, sizes, occupied) -> int:
+    """Pack and deflate the occupied chunks on two threads (zlib releases the GIL), write them as they come.
+
+    The bytes are what HDF5's own shuffle + deflate filters would store, written with ``write_direct_chunk``;
+    unoccupied chunks stay unallocated and read back as the fill value.
+    """
+    origins = [(int(i) * sizes[0], int(j) * sizes[1]) for i, j in zip(*np.nonzero(occupied), strict=True)]
+    blocks = (values[r : r + sizes[0], c : c + sizes[1]] for r, c in origins)
+    dataset = var._h5ds
+    out_of_range = 0
+    with ThreadPoolExecutor(2) as pool:
+        chunks = pool.map(lambda block: _compressed_chunk(block, spec, sizes), blocks)
+        for origin, (data, n_out) in zip(origins, chunks, strict=True):
+            dataset.id.write_direct_chunk(origin, data)
+            out_of_range += n_out
+    return out_of_range

@@ -26,7 +26,7 @@ from oceantaco.loaders.netcdf import NetcdfFile, open_netcdf
 from oceantaco.regions import region
 
 BINNING_OUTPUTS = ("n_obs", "obs_mean_lon", "obs_mean_lat", "primary_track", "is_overlap")
-TILE_CHUNKS = {"lat": 512, "lon": 512}
+TILE_CHUNKS = {"lat": 256, "lon": 256}
 
 
 @dataclass
@@ -95,6 +95,15 @@ def _times(ds: NetcdfFile, path: Path) -> np.ndarray:
     return decode_time(_decoded(ds, "time"), ds["time"].attrs.get("units"), name=f"{path.name}: time")
 
 
+def _dense(stats: TileStatistics, name: str) -> np.ndarray:
+    """A tile output with empty cells as missing; for ``n_obs`` too, so that written and unwritten (all
+    empty) chunks read back the same."""
+    values = stats.dense(name)
+    if name == "n_obs":
+        values[values == 0] = -1
+    return values
+
+
 class BinnedLoader:
     """Shared part: bin every file's observations, then finish and write tiles one by one."""
 
@@ -120,15 +129,18 @@ class BinnedLoader:
         n_obs = int(stats.cell_values["n_obs"].sum())
         attrs = {
             **grid.attrs,
-            "n_tracks": len(tracks),
             "processing": "cell mean, standard error of the mean, mean position; no smoothing",
             "quality_rule": "; ".join(sorted(state.rules)) or "none: the product carries no quality flag",
             "day_rule": "each observation belongs to the UTC day of its own timestamp",
         }
 
+        chunk_lat, chunk_lon = TILE_CHUNKS["lat"], TILE_CHUNKS["lon"]
+        occupied = np.zeros((-(-grid.n_lat // chunk_lat), -(-grid.n_lon // chunk_lon)), dtype=bool)
+        occupied[(stats.cells // grid.n_lon) // chunk_lat, (stats.cells % grid.n_lon) // chunk_lon] = True
+
         def serialize(extra_attrs: dict) -> bytes:
             variables = {
-                out: StreamedVariable(("lat", "lon"), lambda out=out: stats.dense(out))
+                out: StreamedVariable(("lat", "lon"), lambda out=out: _dense(stats, out))
                 for out in product.variables
             }
             coord_attrs = {
@@ -142,6 +154,7 @@ class BinnedLoader:
                 product.variables,
                 attrs={**attrs, **extra_attrs},
                 chunks=TILE_CHUNKS,
+                occupied=occupied,
                 extra={
                     "track_ids": (("track",), np.array([t.track_id for t in tracks], dtype=object), {}),
                     "track_times": (
