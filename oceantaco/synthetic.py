@@ -17,6 +17,7 @@ Nothing here reads ``shared/``; the structure is encoded in this module.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1435,7 +1436,8 @@ GRIDDED_PRODUCTS: tuple[str, ...] = (
 class MirrorManifest:
     """What :func:`build_mirror` wrote; the URLs go to ``Settings.cmems_mirror`` / ``Settings.argo_gdac``.
 
-    ``gridded_files`` maps a gridded product token to the files written per day (24 for hourly wind).
+    ``gridded_files`` maps a gridded product token to the files written per day (24 for hourly wind);
+    ``sparse_files`` does the same for the L3 along-track files (one per satellite).
     """
 
     root: Path
@@ -1445,6 +1447,7 @@ class MirrorManifest:
     argo_index: Path
     argo_files: dict[str, list[ArgoProfile]]
     gridded_files: dict[str, dict[dt.date, list[Path]]] = field(default_factory=dict)
+    sparse_files: dict[str, dict[dt.date, list[Path]]] = field(default_factory=dict)
 
     @property
     def argo_profiles(self) -> list[ArgoProfile]:
@@ -1453,10 +1456,11 @@ class MirrorManifest:
     @property
     def files(self) -> list[Path]:
         gdac = Path(self.argo_gdac) / "dac"
-        gridded = [p for per_day in self.gridded_files.values() for paths in per_day.values() for p in paths]
+        per_product = [*self.gridded_files.values(), *self.sparse_files.values()]
+        native = [p for per_day in per_product for paths in per_day.values() for p in paths]
         return [
             *self.l4_ssh_files.values(),
-            *gridded,
+            *native,
             self.argo_index,
             *(gdac / rel for rel in self.argo_files),
         ]
@@ -1486,6 +1490,7 @@ def build_mirror(
     l4_resolution: float = 0.125,
     grid_products: Sequence[str] = GRIDDED_PRODUCTS,
     grid_resolution: float = 1.0,
+    alongtrack_points: int | None = 2000,
 ) -> MirrorManifest:
     """Lay out a small upstream mirror under ``root`` for ``days``.
 
@@ -1494,9 +1499,12 @@ def build_mirror(
     at ``grid_resolution``; ``<root>/gdac`` is a GDAC tree with ``ar_index_global_prof.txt`` and
     ``dac/<dac>/<wmo>/profiles/*.nc``. Coarse ``l4_resolution`` / ``grid_resolution`` keep tests fast; the
     grids keep their native extent and longitude convention. A gridded product is skipped on days no
-    catalog dataset covers (as upstream has no file then).
+    catalog dataset covers (as upstream has no file then). With ``alongtrack_points`` the tree also holds
+    one DUACS L3 along-track file per satellite and day with that many points.
     """
-    from oceantaco.synthetic_grids import write_product_day  # imports this module: import at call time
+    # These modules import this one: import at call time.
+    from oceantaco.synthetic_grids import write_product_day
+    from oceantaco.synthetic_sparse import write_sparse_day
 
     root = Path(root).resolve()
     cmems, gdac = root / "cmems", root / "gdac"
@@ -1513,6 +1521,20 @@ def build_mirror(
         gridded[token] = {
             day: write_product_day(cmems, token, day, resolution=grid_resolution) for day in covered
         }
+    sparse: dict[str, dict[dt.date, list[Path]]] = {}
+    if alongtrack_points:
+        staging = root / "staging"
+        for day in days:
+            written = write_sparse_day(
+                staging, day, products=("l3_ssh",), alongtrack_points=alongtrack_points
+            )
+            moved = []
+            for path in written["l3_ssh"]:
+                target = cmems / path.relative_to(staging / catalog["l3_ssh"].raw_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                moved.append(path.replace(target))
+            sparse.setdefault("l3_ssh", {})[day] = moved
+        shutil.rmtree(staging)
     argo_files = group_argo_files(argo_profiles_for_days(days))
     for rel, profiles in argo_files.items():
         write_argo_profile(gdac / "dac" / rel, profiles)
@@ -1528,4 +1550,5 @@ def build_mirror(
         argo_index=index,
         argo_files=argo_files,
         gridded_files=gridded,
+        sparse_files=sparse,
     )

@@ -67,7 +67,7 @@ def test_three_steps_then_a_rerun_that_changes_nothing(cli, mirror, tmp_path):
 
     before = outputs()
     out = cli("format", *FORMAT_RANGE, "--data-dir", raw, "--output-dir", formatted, "-p", "1")
-    assert out.count("│ unchanged") == 9 * 2  # the status cells: 9 products x 2 days
+    assert out.count("│ unchanged") == 10 * 2  # the status cells: 10 products with input x 2 days
     assert outputs() == before
     assert "parts written 0, unchanged 1" in cli("build", "--data-dir", formatted, "--output-dir", taco)
 

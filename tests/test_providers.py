@@ -30,7 +30,9 @@ CATALOG = load_catalog()
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
-    return build_mirror(tmp_path_factory.mktemp("mirror"), DAYS, l4_resolution=1.0, grid_products=())
+    return build_mirror(
+        tmp_path_factory.mktemp("mirror"), DAYS, l4_resolution=1.0, grid_products=(), alongtrack_points=None
+    )
 
 
 def _upload_tree(local: Path, url: str) -> None:

@@ -406,8 +406,14 @@ def test_build_mirror_lays_out_every_gridded_product(tmp_path: Path) -> None:
                 assert path.is_file() and path in files
                 assert Path(manifest.cmems_mirror) in path.parents
                 assert load_catalog()[token].dataset_for(day).file_regex(day).match(path.name)
-    empty = syn.build_mirror(tmp_path / "bare", [DAY], l4_resolution=2.0, grid_products=())
-    assert empty.gridded_files == {}
+    along_track = manifest.sparse_files["l3_ssh"]
+    satellites = {day: len(load_catalog()["l3_ssh"].datasets_for(day)) for day in days}
+    assert sorted(along_track) == days and all(len(along_track[d]) == satellites[d] for d in days)
+    assert all(p in files and Path(manifest.cmems_mirror) in p.parents for p in along_track[DAY])
+    empty = syn.build_mirror(
+        tmp_path / "bare", [DAY], l4_resolution=2.0, grid_products=(), alongtrack_points=None
+    )
+    assert empty.gridded_files == {} and empty.sparse_files == {}
     assert len(empty.files) == 1 + 1 + len(empty.argo_files)  # DUACS L4, the Argo index, profile files
 
 
