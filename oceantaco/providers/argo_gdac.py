@@ -95,8 +95,19 @@ class ArgoGDAC:
         return plans
 
     def raw_inputs(self, product: Product, day: dt.date, raw: Storage) -> list[str]:
+        """The day's raw files: its GDAC profile files, else the original pipeline's daily point file.
+
+        The profile files are the ones the day's index sidecar lists (it is written once the day is
+        complete). A day without any (no sidecar, or one listing no file) falls back to
+        ``<raw_dir>/argo_YYYYMMDD.nc``, the point file the original download step wrote with argopy, when
+        the raw area holds one. The two are never combined, as they describe the same measurements and
+        every point would count twice; the profile files win because they hold more (real-time and
+        adjusted profiles with all their flags, where argopy's research mode kept delayed-mode points only).
+        """
         key = day_index_key(product, day)
-        if not raw.exists(key):
-            return []
-        rows = pd.read_csv(io.BytesIO(raw.read_bytes(key)), dtype={"file": str})
-        return [f"{product.raw_dir}/dac/{f}" for f in rows["file"]]
+        if raw.exists(key):
+            rows = pd.read_csv(io.BytesIO(raw.read_bytes(key)), dtype={"file": str})
+            if len(rows):
+                return [f"{product.raw_dir}/dac/{f}" for f in rows["file"]]
+        point_file = f"{product.raw_dir}/argo_{day:%Y%m%d}.nc"
+        return [point_file] if raw.exists(point_file) else []
