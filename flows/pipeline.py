@@ -30,8 +30,8 @@ def _retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_if_transient)
-def plan_downloads(product: str, days: list[dt.date]) -> list[DayPlan]:
-    return steps.plan_downloads(product, days, Settings())
+def plan_downloads(product: str, days: list[dt.date], raw_url: str) -> list[DayPlan]:
+    return steps.plan_downloads(product, days, Settings(), raw_url=raw_url)
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_if_transient)
@@ -79,13 +79,11 @@ def download_flow(start: dt.date, end: dt.date, root: str, products: list[str] |
     A provider that cannot even be listed fails its own product's days only.
     """
     days = steps.date_range(start, end)
-    # Products whose download is not built yet (SWOT) are formatted from raw files already in the root.
-    tokens = [
-        p.token for p in steps.select_products(products) if p.token in steps.SUPPORTED_PRODUCTS["download"]
-    ]
-    planned, failed_products = _settle(plan_downloads.map(tokens, unmapped(days)), "plan")
+    raw = steps.Roots.under(root).raw
+    tokens = [p.token for p in steps.select_products(products)]
+    planned, failed_products = _settle(plan_downloads.map(tokens, unmapped(days), unmapped(raw)), "plan")
     plans = [plan for product_plans in planned for plan in product_plans]
-    _, failed_days = _settle(fetch_day.map(plans, unmapped(steps.Roots.under(root).raw)), "fetch")
+    _, failed_days = _settle(fetch_day.map(plans, unmapped(raw)), "fetch")
     return failed_days + failed_products * len(days)
 
 

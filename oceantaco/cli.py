@@ -13,6 +13,7 @@ from rich.table import Table
 from oceantaco import steps
 from oceantaco.formatting import FormatResult
 from oceantaco.inventory import INVENTORY_NAME
+from oceantaco.providers import aviso
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
 from oceantaco.taco import TacoVerificationError
@@ -42,10 +43,10 @@ def _refuse(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _products(names: list[str] | None, step: steps.Step = "format") -> list[str]:
+def _products(names: list[str] | None) -> list[str]:
     try:
-        return [p.token for p in steps.select_products(names or None, step=step)]
-    except (steps.NotSupportedError, KeyError) as exc:
+        return [p.token for p in steps.select_products(names or None)]
+    except KeyError as exc:
         _refuse(str(exc).strip("\"'"))
 
 
@@ -54,12 +55,6 @@ def _refuse_unimplemented(**flags: object) -> None:
     given = [name.replace("_", "-") for name, value in flags.items() if value]
     if given:
         _refuse(f"--{', --'.join(given)}: not implemented yet")
-
-
-def _note_unsupported(step: steps.Step) -> None:
-    skipped = steps.unsupported_products(step)
-    if skipped:
-        console.print(f"[dim]{step} not implemented yet for {', '.join(skipped)}: skipped[/dim]")
 
 
 @app.command()
@@ -77,20 +72,47 @@ def download(
     sources: Annotated[
         list[str] | None, typer.Option(help="Products to fetch (default: all implemented).")
     ] = None,
-    aviso_ftp_user: Annotated[str | None, typer.Option(hidden=True)] = None,
-    aviso_ftp_pass: Annotated[str | None, typer.Option(hidden=True)] = None,
-    swot_level: Annotated[str | None, typer.Option(hidden=True)] = None,
+    aviso_ftp_user: Annotated[
+        str | None, typer.Option(help="AVISO FTP user (default: OCEANTACO_AVISO_USER).")
+    ] = None,
+    aviso_ftp_pass: Annotated[
+        str | None,
+        typer.Option(
+            help="AVISO FTP password; visible in the process list: prefer OCEANTACO_AVISO_PASSWORD."
+        ),
+    ] = None,
+    swot_level: Annotated[
+        str | None, typer.Option(help="SWOT level: l3 (into l3_swot/) or l2 (into l2_swot/); default l3.")
+    ] = None,
+    refresh_catalog: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-catalog", help="Re-list the AVISO server even if its cached catalog is fresh."
+        ),
+    ] = False,
 ) -> None:
     """Fetch raw upstream files into the raw root, in the original pipeline's layout."""
-    _refuse_unimplemented(aviso_ftp_user=aviso_ftp_user, aviso_ftp_pass=aviso_ftp_pass, swot_level=swot_level)
+    if aviso_ftp_pass:
+        console.print(
+            "[yellow]warning:[/yellow] --aviso-ftp-pass puts the password in the process list and the "
+            "shell history; set OCEANTACO_AVISO_PASSWORD instead"
+        )
+    if swot_level not in (None, "l2", "l3"):
+        _refuse(f"--swot-level must be l2 or l3, not {swot_level!r}")
     if dry_run and do_download:
         _refuse("--dry-run and --download are mutually exclusive")
     days = _days(start_date, end_date)
-    products = _products(sources, "download")
-    if not sources:
-        _note_unsupported("download")
-    settings = Settings()
+    products = _products(sources)
     raw = Storage(output_dir)
+    settings = aviso.apply_cli_options(
+        Settings(),
+        raw.url,
+        user=aviso_ftp_user,
+        password=aviso_ftp_pass,
+        level=swot_level,
+        refresh_catalog=refresh_catalog,
+        dry_run=not do_download,
+    )
     report = steps.DownloadReport(started=steps.timestamp(), dry_run=not do_download)
     spans = [days[i : i + 7] for i in range(0, len(days), 7)] if weekly_batches else [days]
     for token in products:

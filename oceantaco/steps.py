@@ -14,30 +14,14 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 from oceantaco.catalog import Catalog, Product, load_catalog
 from oceantaco.formatting import FormatResult, format_product_day
 from oceantaco.inventory import INVENTORY_NAME, compact, read_inventory
-from oceantaco.providers import DayPlan, FileOutcome, fetch, get_provider
+from oceantaco.providers import DayPlan, FileOutcome, aviso, fetch, get_provider
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
 from oceantaco.taco import BuildReport, build_taco
-
-Step = Literal["download", "format"]
-# Products each step implements; later issues widen these sets. SWOT is formatted from raw passes already in
-# place, but its AVISO FTP download is not built yet.
-SUPPORTED_PRODUCTS: dict[str, frozenset[str]] = {
-    "download": frozenset(
-        {"glorys", "l4_ssh", "l4_sst", "l4_sss", "l4_wind", "l3_sst", "l3_sss_smos_asc", "l3_sss_smos_desc"}
-        | {"l3_ssh", "argo"}
-    ),
-    "format": frozenset(load_catalog().products),
-}
-
-
-class NotSupportedError(ValueError):
-    """A product or option the pipeline does not implement yet."""
 
 
 @dataclass(frozen=True)
@@ -58,31 +42,22 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def select_products(
-    names: list[str] | None, catalog: Catalog | None = None, *, step: Step = "format"
-) -> list[Product]:
-    """Products by name (all the step supports when ``names`` is empty); refuses unsupported ones."""
+def select_products(names: list[str] | None, catalog: Catalog | None = None) -> list[Product]:
+    """Products by token, output id or raw folder, in slot order; every product when ``names`` is empty."""
     catalog = catalog or load_catalog()
-    supported = SUPPORTED_PRODUCTS[step]
-    products = catalog.resolve(names) if names else [p for p in catalog.ordered() if p.token in supported]
-    unsupported = [p.token for p in products if p.token not in supported]
-    if unsupported:
-        raise NotSupportedError(
-            f"{step} of {', '.join(unsupported)} is not implemented yet; "
-            f"available: {', '.join(sorted(supported))}"
-        )
-    return products
-
-
-def unsupported_products(step: Step = "format") -> list[str]:
-    return [p.token for p in load_catalog().ordered() if p.token not in SUPPORTED_PRODUCTS[step]]
+    return catalog.resolve(names) if names else catalog.ordered()
 
 
 # --- download ---------------------------------------------------------------------------------------
 
 
-def plan_downloads(product_token: str, days: list[dt.date], settings: Settings) -> list[DayPlan]:
+def plan_downloads(
+    product_token: str, days: list[dt.date], settings: Settings, *, raw_url: str | None = None
+) -> list[DayPlan]:
+    """What to fetch per day; with ``raw_url`` the AVISO catalog is cached in that raw root."""
     product = load_catalog()[product_token]
+    if raw_url is not None:
+        settings = aviso.apply_cli_options(settings, raw_url)
     return get_provider(product.provider, settings).plan(product, days)
 
 

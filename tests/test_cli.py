@@ -97,8 +97,7 @@ def test_a_bad_raw_file_fails_only_its_day(cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["download", "--sources", "l3_swot"], "not implemented yet"),
-        (["download", "--aviso-ftp-user", "me"], "not implemented yet"),
+        (["download", "--swot-level", "l4"], "must be l2 or l3"),
         (["format", "--only-vars", "nonsense"], "unknown product"),
         (["build", "--analyze-duplicates-only"], "not implemented yet"),
         (["download", "--dry-run", "--download"], "mutually exclusive"),

@@ -70,7 +70,7 @@ def _expected(product, paths, name: str, merged: xr.Dataset) -> np.ndarray:
     for ds in sources:
         var = ds[source]
         if "depth" in var.dims:
-            var = var.sel(depth=spec.depth_m, method="nearest")
+            var = var.isel(depth=0) if spec.depth_m is None else var.sel(depth=spec.depth_m, method="nearest")
         var = var.sel(lat=merged["lat"].values, lon=merged["lon"].values)
         fields.append(
             var.transpose(..., "lat", "lon").values.reshape(-1, merged.sizes["lat"], merged.sizes["lon"])

@@ -89,8 +89,11 @@ def test_raw_inputs_prefer_the_newest_production_date(tmp_path, mirror):
     assert chosen.endswith("_20241120.nc")
 
 
-def test_cmems_without_mirror_is_refused_clearly():
-    with pytest.raises(NotImplementedError, match="OCEANTACO_CMEMS_MIRROR"):
+def test_cmems_without_mirror_or_credentials_is_refused_clearly(monkeypatch):
+    """Without a mirror the toolbox transport is used, and it needs the toolbox's own credentials."""
+    monkeypatch.delenv("COPERNICUSMARINE_SERVICE_USERNAME", raising=False)
+    monkeypatch.delenv("COPERNICUSMARINE_SERVICE_PASSWORD", raising=False)
+    with pytest.raises(PermissionError, match="COPERNICUSMARINE_SERVICE_USERNAME"):
         get_provider("cmems", Settings(cmems_mirror=None)).plan(CATALOG["l4_ssh"], DAYS)
 
 
