@@ -114,19 +114,32 @@ def download(
         dry_run=not do_download,
     )
     report = steps.DownloadReport(started=steps.timestamp(), dry_run=not do_download)
+    logs = Storage(log_dir) if log_dir else raw.child("logs")
     spans = [days[i : i + 7] for i in range(0, len(days), 7)] if weekly_batches else [days]
-    for token in products:
-        try:
-            for span in spans:
-                for plan in steps.plan_downloads(token, span, settings):
-                    report.add_plan(plan)
-                    if do_download:
-                        report.add_outcomes(plan, steps.fetch_day(plan, raw.url, settings))
-        except Exception as exc:
-            report.add_error(token, exc)
-            console.print(f"[red]{token} failed:[/red] {type(exc).__name__}: {exc}")
-            if not continue_on_error:
-                break
+    with steps.run_log(logs, f"download_log_{report.started}.log") as log:
+        log.info("download %s..%s of %s into %s", days[0], days[-1], ", ".join(products), raw.url)
+        for token in products:
+            try:
+                for span in spans:
+                    for plan in steps.plan_downloads(token, span, settings):
+                        report.add_plan(plan)
+                        log.info(
+                            "%s %s: %d file(s), %d bytes", token, plan.day, len(plan.files), plan.total_bytes
+                        )
+                        if do_download:
+                            outcomes = steps.fetch_day(plan, raw.url, settings)
+                            report.add_outcomes(plan, outcomes)
+                            for failed in (o for o in outcomes if o.status == "failed"):
+                                log.error(
+                                    "%s %s: %s failed: %s", token, plan.day, failed.raw_key, failed.error
+                                )
+            except Exception as exc:
+                report.add_error(token, exc)
+                log.error("%s failed: %s: %s", token, type(exc).__name__, exc)
+                console.print(f"[red]{token} failed:[/red] {type(exc).__name__}: {exc}")
+                if not continue_on_error:
+                    break
+        log.info("summary: %s", report.summary)
     table = Table("product", "days", "files", "MB")
     for token in products:
         rows = [p for p in report.planned if p["product"] == token]
@@ -138,7 +151,7 @@ def download(
         )
     console.print(table)
     summary = report.summary
-    where = report.save(Storage(log_dir) if log_dir else raw.child("logs"))
+    where = report.save(logs)
     if do_download:
         console.print(
             f"fetched {summary['ok']} file(s), {summary['bytes_transferred'] / 1e6:.1f} MB; "

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import multiprocessing
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from oceantaco.catalog import Catalog, Product, load_catalog
 from oceantaco.formatting import FormatResult, format_product_day
@@ -257,6 +261,30 @@ def build(
         load_catalog(),
         verify=verify,
     )
+
+
+@contextmanager
+def run_log(log_dir: Storage, key: str) -> Iterator[logging.Logger]:
+    """Log the ``oceantaco`` loggers to ``<log_dir>/<key>`` (which may be in a bucket) for one run.
+
+    Records go to a local temporary file first and are uploaded at the end, also when the run fails.
+    Providers scrub credentials from what they log.
+    """
+    logger = logging.getLogger("oceantaco")
+    with tempfile.TemporaryDirectory(prefix="oceantaco-log-") as scratch:
+        path = Path(scratch) / "run.log"
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        previous = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(min(previous or logging.INFO, logging.INFO))
+        try:
+            yield logger
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(previous)
+            handler.close()
+            log_dir.put_file(path, key)
 
 
 def timestamp() -> str:

@@ -43,8 +43,10 @@ def test_dry_run_is_the_default_and_writes_only_its_report(cli, mirror, tmp_path
     raw = tmp_path / "raw"
     out = cli("download", *RANGE, "--output-dir", str(raw))
     assert "dry run: would fetch" in out
-    (report,) = list((raw / "logs").iterdir())
-    assert [p for p in raw.rglob("*") if p.is_file()] == [report]
+    log, report = sorted((raw / "logs").iterdir())  # download_log_<time>.log, download_report_<time>.json
+    assert sorted(p for p in raw.rglob("*") if p.is_file()) == [log, report]
+    assert report.name.startswith("download_report_") and log.name.startswith("download_log_")
+    assert "summary:" in log.read_text() and "l4_ssh 2024-03-01: 1 file(s)" in log.read_text()
     body = json.loads(report.read_text())
     assert body["summary"]["planned_files"] == fetchable(mirror) and body["downloads"] == []
 
@@ -159,3 +161,18 @@ def test_update_existing_inventory_replaces_exactly_the_remade_rows(cli, tmp_pat
     assert set(fresh["data_source"]) == {"l3_sss_smos_asc", "l3_sss_smos_desc"} and set(
         fresh["date_str"]
     ) == {"20240302"}
+
+
+def test_continue_on_error_lets_the_other_products_finish(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCEANTACO_AVISO_USER", "someone")  # and no password: SWOT refuses before connecting
+    monkeypatch.delenv("OCEANTACO_AVISO_PASSWORD", raising=False)
+    sources = ["--sources", "l3_swot", "--sources", "argo"]  # slot order: SWOT first
+    stop, go_on = tmp_path / "stop", tmp_path / "go-on"
+    out = cli("download", *RANGE, "--output-dir", str(stop), "--download", *sources, code=1)
+    assert "l3_swot failed" in out and not (stop / "argo").exists()
+    out = cli(
+        "download", *RANGE, "--output-dir", str(go_on), "--download", "--continue-on-error", *sources, code=1
+    )
+    assert "l3_swot failed" in out and any((go_on / "argo").rglob("*.nc"))
+    (report,) = (go_on / "logs").glob("download_report_*.json")
+    assert [e["product"] for e in json.loads(report.read_text())["errors"]] == ["l3_swot"]
