@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-e2e test-fast lint clean
 
 install: $(VENV)/.installed
 
@@ -21,11 +21,15 @@ lint: install
 
 # One real Prefect server for the whole suite; the tests start moto, the GCS emulator and HTTP servers.
 test: install lint
-	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q
+	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q -m "not e2e" --durations=10
+
+# End-to-end downloads of every product from local Copernicus Marine, AVISO FTP and GDAC servers.
+test-e2e: install
+	$(BIN)/pytest -q -m e2e --durations=5
 
 # Without the Prefect server: tests marked `prefect` skip.
 test-fast: install
-	$(BIN)/pytest -q -m "not prefect"
+	$(BIN)/pytest -q -m "not prefect and not e2e"
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

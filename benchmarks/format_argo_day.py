@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from measure import peak_rss_mb
+
 from oceantaco.catalog import load_catalog
 from oceantaco.formatting import format_product_day
 from oceantaco.inventory import read_fragment
@@ -68,18 +70,12 @@ def _format_in_child(raw: str, formatted: str) -> tuple[float, float, float, int
         tiles = points = profiles = 0
     else:
         tiles, points, profiles = len(fragment), *(int(fragment[c].sum()) for c in ("n_points", "n_profiles"))
-    return wall, cpu, _peak_rss_mb(), tiles, points, profiles, _n_inputs(raw)
+    return wall, cpu, peak_rss_mb(), tiles, points, profiles, _n_inputs(raw)
 
 
 def _n_inputs(raw: str) -> int:
     product = load_catalog()["argo"]
     return len(get_provider(product.provider, Settings()).raw_inputs(product, DAY, Storage(raw)))
-
-
-def _peak_rss_mb() -> float:
-    """This process's own high-water mark (ru_maxrss would include the parent's, kept across exec)."""
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmHWM:")[1].split()[0]) / 1024
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import xarray as xr
+from measure import peak_rss_mb
 
 from oceantaco import steps
 from oceantaco.catalog import load_catalog
@@ -69,13 +70,7 @@ def _format_in_child(token: str, raw: str, formatted: str) -> tuple[float, float
     product = load_catalog()[token]
     wall, cpu = time.perf_counter(), time.process_time()
     format_product_day(product, DAY, Storage(raw), Storage(formatted), Settings(), force=True)
-    return time.perf_counter() - wall, time.process_time() - cpu, _peak_rss_mb()
-
-
-def _peak_rss_mb() -> float:
-    """This process's own high-water mark (ru_maxrss would include the parent's, kept across exec)."""
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    return time.perf_counter() - wall, time.process_time() - cpu, peak_rss_mb()
 
 
 def _read_inputs(token: str, raw: Storage) -> float:

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from measure import peak_rss_mb
+
 from oceantaco.catalog import load_catalog
 from oceantaco.formatting import format_product_day
 from oceantaco.settings import Settings
@@ -27,11 +29,6 @@ from oceantaco.synthetic_sparse import write_sparse_day
 
 DAY = dt.date(2024, 5, 14)
 ORIGINAL_SECONDS = {"l3_swot": 768.0, "l3_ssh": 5.8, "argo": 7.7}
-
-
-def _peak_rss_mb() -> float:
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmHWM:")[1].split()[0]) / 1024
 
 
 def _format(token: str, raw: str, formatted: str, profile: bool) -> tuple[float, float, float, int]:
@@ -45,7 +42,7 @@ def _format(token: str, raw: str, formatted: str, profile: bool) -> tuple[float,
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
     tiles = result.tiles_written + result.tiles_unchanged
-    return time.perf_counter() - wall, time.process_time() - cpu, _peak_rss_mb(), tiles
+    return time.perf_counter() - wall, time.process_time() - cpu, peak_rss_mb(), tiles
 
 
 def main() -> None:

@@ -244,10 +244,10 @@ class SwathLoader(BinnedLoader):
     def observations(self, product: Product, day: dt.date, path: Path, state: _Day) -> Iterator[Observations]:
         variables = binned_variables(product)
         with open_netcdf(path) as ds:
-            level = "L3" if "ssha_filtered" in ds else "L2" if "ssha_karin_2" in ds else None
+            level = "L3" if "ssha_filtered" in ds else "L2" if "ssha_karin" in ds else None
             if level is None or "latitude" not in ds or "longitude" not in ds:
                 raise InputError(
-                    f"{path.name}: not a SWOT L3/L2 LR SSH file (no ssha_filtered or ssha_karin_2)"
+                    f"{path.name}: not a SWOT L3/L2 LR SSH file (no ssha_filtered or ssha_karin)"
                 )
             times = _times(ds, path)
             lines = _in_day(times, day)
