@@ -11,7 +11,6 @@ import json
 import logging
 import multiprocessing
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -288,4 +287,5 @@ def run_log(log_dir: Storage, key: str) -> Iterator[logging.Logger]:
 
 
 def timestamp() -> str:
-    return time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+    """UTC start time for report names; microseconds, so runs started in the same second never collide."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S_%f")

@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import email.utils
 import http.server
+import io
 import os
 import random
 import re
@@ -148,6 +149,9 @@ class _RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
     Directories are served by the base class (index listing), which fsspec's HTTP `ls` can parse.
     Multi-range requests are answered with the whole file (200), which RFC 9110 allows.
     """
+
+    # Without it Nagle's algorithm and delayed ACKs add ~40 ms to every small response.
+    disable_nagle_algorithm = True
 
     protocol_version = "HTTP/1.1"  # keep-alive, as object-store clients expect
 
@@ -638,3 +642,101 @@ def patch_copernicusmarine(config_url: str, user: str = "tester") -> Iterator[No
     finally:
         for module, name, value in saved:
             setattr(module, name, value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A deliberately slow static HTTP server: the Range-capable one above, with a per-request latency and a
+# bandwidth cap, recording every request. For kill-and-restart tests, which need transfers in flight.
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SlowHTTPService(Service):
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path), in arrival order
+
+
+class _ThrottledWriter(io.BufferedIOBase):
+    """Writes to ``raw`` in slices, sleeping so the rate stays under ``bytes_per_second``."""
+
+    SLICE = 8192
+
+    def __init__(self, raw: io.BufferedIOBase, bytes_per_second: float) -> None:
+        self._raw = raw
+        self._rate = bytes_per_second
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        view = memoryview(data)
+        for start in range(0, len(view), self.SLICE):
+            piece = view[start : start + self.SLICE]
+            self._raw.write(piece)
+            time.sleep(len(piece) / self._rate)
+        return len(view)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        super().close()  # flushes first
+        self._raw.close()
+
+
+def start_slow_http_file_server(
+    directory: str | Path, *, bytes_per_second: float, latency_seconds: float = 0.0
+) -> SlowHTTPService:
+    """:func:`start_http_file_server` at most ``bytes_per_second`` per connection, each request answered
+    after ``latency_seconds``; ``service.requests`` records every request. Clients that vanish mid-transfer
+    (a killed downloader) are not reported as server errors."""
+    requests: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    class Handler(_RangeRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body leave in separate writes: without this, Nagle's algorithm holds the body until
+            # the client's delayed ACK (~40 ms a response), which would swamp the throttle.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.wfile = _ThrottledWriter(self.wfile, bytes_per_second)  # type: ignore[assignment]
+
+        def _serve(self, *, send_body: bool) -> None:
+            with lock:
+                requests.append(("GET" if send_body else "HEAD", self.path))
+            time.sleep(latency_seconds)
+            super()._serve(send_body=send_body)
+
+        def list_directory(self, path: str | os.PathLike[str]) -> object:
+            with lock:
+                requests.append(("LIST", self.path))
+            return super().list_directory(path)
+
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):
+                super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+    def handler(*args: object, **kwargs: object) -> Handler:
+        return Handler(*args, directory=str(directory), **kwargs)
+
+    server = Server(("127.0.0.1", 0), handler)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, name=f"slow-http-server-{port}", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=STOP_TIMEOUT)
+
+    service = SlowHTTPService(
+        name="slow-http-file-server",
+        url=f"http://127.0.0.1:{port}",
+        port=port,
+        _stopper=stop,
+        requests=requests,
+    )
+    atexit.register(service.stop)
+    return service

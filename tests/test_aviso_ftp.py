@@ -248,7 +248,7 @@ def test_wrong_password_fails_fast_and_is_never_shown(server, aviso_env, tmp_pat
     assert server.stats.failed_logins - failed_before == 1  # one login, no retry storm
     output = " ".join(result.output.split())
     assert "refused the login" in output and "OCEANTACO_AVISO_PASSWORD" in output
-    (report,) = (tmp_path / "raw" / "logs").iterdir()
+    (report,) = (tmp_path / "raw" / "logs").glob("download_report_*.json")
     body = json.loads(report.read_text())
     assert body["errors"][0]["product"] == "l3_swot" and "530" in body["errors"][0]["error_message"]
 
@@ -294,9 +294,8 @@ def test_cli_download_with_environment_credentials(server, aviso_env, tmp_path, 
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "would fetch up to 12 file(s)" in result.output
-    assert [p.parent.name for p in raw.rglob("*") if p.is_file()] == [
-        "logs"
-    ]  # a dry run writes its report only
+    # A dry run writes its report and run log only.
+    assert sorted(p.name.split("_")[1] for p in raw.rglob("*") if p.is_file()) == ["log", "report"]
     result = runner.invoke(app, [*args, "--download"])
     assert result.exit_code == 0, result.output
     assert "fetched 10 file(s)" in result.output and "skipped 2 already present" in result.output

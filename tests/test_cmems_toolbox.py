@@ -275,9 +275,10 @@ def test_cli_download_reports_and_logs_hold_no_credentials(upstream, tmp_path, m
     assert "fetched 1 file(s)" in result.output
     result = CliRunner().invoke(app, [*args, "--download", "--sources", "l4_sst"])
     assert "fetched 0 file(s)" in result.output and "skipped 1" in result.output
-    reports = [p.read_text() for p in (root / "logs").iterdir()]
-    assert sorted(json.loads(r)["summary"]["ok"] for r in reports) == [0, 1]
-    for text in (*reports, result.output, caplog.text):
+    reports = [p.read_text() for p in (root / "logs").glob("download_report_*.json")]
+    logs = [p.read_text() for p in (root / "logs").glob("download_log_*.log")]
+    assert sorted(json.loads(r)["summary"]["ok"] for r in reports) == [0, 1] and len(logs) == 2
+    for text in (*reports, *logs, result.output, caplog.text):
         assert USER not in text and PASSWORD not in text
 
 

@@ -84,11 +84,10 @@ class ArgoGDAC:
         index = self._read_index(days)
         is_core = index["file"].map(lambda f: bool(CORE_FILE.fullmatch(f.rsplit("/", 1)[-1])))
         index = index[is_core].sort_values("file")
-        by_day = index.groupby(index["date"].str[:8])
+        index_day = index["date"].str[:8]
         plans = []
         for day in days:
-            key = f"{day:%Y%m%d}"
-            rows = by_day.get_group(key) if key in by_day.groups else index.iloc[:0]
+            rows = index[index_day == f"{day:%Y%m%d}"]
             files = tuple(RemoteFile(f"dac/{f}", f"{product.raw_dir}/dac/{f}") for f in rows["file"])
             sidecar = rows.to_csv(index=False).encode()
             plans.append(DayPlan(product.token, day, files, {day_index_key(product, day): sidecar}))
