@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import peak_rss_mb
+from measure import peak_rss_mb, warm_up
 
 from oceantaco.catalog import load_catalog
 from oceantaco.formatting import format_product_day
@@ -62,6 +62,7 @@ def write_day(work: Path, n_profiles: int) -> None:
 
 def _format_in_child(raw: str, formatted: str) -> tuple[float, float, float, int, int, int, int]:
     product = load_catalog()["argo"]
+    warm_up()
     wall, cpu = time.perf_counter(), time.process_time()
     format_product_day(product, DAY, Storage(raw), Storage(formatted), Settings(), force=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

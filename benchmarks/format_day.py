@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import xarray as xr
-from measure import peak_rss_mb
+from measure import peak_rss_mb, warm_up
 
 from oceantaco import steps
 from oceantaco.catalog import load_catalog
@@ -67,6 +67,7 @@ def write_day(raw: Path, products: list[str]) -> None:
 
 
 def _format_in_child(token: str, raw: str, formatted: str) -> tuple[float, float, float]:
+    warm_up()
     product = load_catalog()[token]
     wall, cpu = time.perf_counter(), time.process_time()
     format_product_day(product, DAY, Storage(raw), Storage(formatted), Settings(), force=True)

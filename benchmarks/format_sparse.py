@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import peak_rss_mb
+from measure import peak_rss_mb, warm_up
 
 from oceantaco.catalog import load_catalog
 from oceantaco.formatting import format_product_day
@@ -33,6 +33,7 @@ ORIGINAL_SECONDS = {"l3_swot": 768.0, "l3_ssh": 5.8, "argo": 7.7}
 
 def _format(token: str, raw: str, formatted: str, profile: bool) -> tuple[float, float, float, int]:
     product = load_catalog()[token]
+    warm_up()
     wall, cpu = time.perf_counter(), time.process_time()
     profiler = cProfile.Profile() if profile else None
     if profiler:
