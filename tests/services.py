@@ -210,11 +210,27 @@ class _RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
         """Silence per-request logging (it would flood test output)."""
 
 
-def start_http_file_server(directory: str | Path) -> Service:
-    """Range-capable static HTTP server for `directory`, in a daemon thread of this process."""
+def start_http_file_server(directory: str | Path, *, fail_first: int = 0, status: int = 503) -> Service:
+    """Range-capable static HTTP server for `directory`, in a daemon thread of this process.
+
+    With ``fail_first`` every path answers ``status`` (e.g. 503, 429) to its first ``fail_first`` GETs,
+    as an overloaded server does.
+    """
+    refused: dict[str, int] = {}
+    lock = threading.Lock()
+
+    class Flaky(_RangeRequestHandler):
+        def do_GET(self) -> None:
+            with lock:
+                seen = refused.get(self.path, 0)
+                refused[self.path] = seen + 1
+            if seen < fail_first:
+                self.send_error(status)
+                return
+            super().do_GET()
 
     def handler(*args: object, **kwargs: object) -> _RangeRequestHandler:
-        return _RangeRequestHandler(*args, directory=str(directory), **kwargs)
+        return (Flaky if fail_first else _RangeRequestHandler)(*args, directory=str(directory), **kwargs)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # port 0: no race for the port
     port = server.server_address[1]

@@ -257,10 +257,11 @@ def test_transient_errors_are_retried_with_backoff_then_reported_as_transient(
     assert len(plan.files) == 1 and len(sleeps) == 2
     assert 0 <= sleeps[0] <= 1.0 and 0 <= sleeps[1] <= 2.0  # full jitter under 1 s, then 2 s
 
-    failures["left"] = 10
-    outcomes = fetch(plan, provider.source, Storage(str(tmp_path)))
-    (failed,) = outcomes
+    failures["left"] = 100
+    outcomes = fetch(plan, provider.source, Storage(str(tmp_path)), backoff_seconds=0.01)
+    (failed,) = outcomes  # the toolbox's 3 tries, and fetch's own 3 rounds of them on top
     assert failed.status == "failed" and failed.transient and "after 3 attempt(s)" in failed.error
+    assert failed.attempts == 3
     assert USER not in failed.error and "x-cop-user=***" in failed.error
     with pytest.raises(CmemsTransientError):
         provider.source.open_read(plan.files[0].source_key)

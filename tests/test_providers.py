@@ -3,6 +3,8 @@ and a Range-capable HTTP server serving the real GDAC fixtures."""
 
 import datetime as dt
 import shutil
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -194,3 +196,36 @@ def test_a_day_is_retried_only_when_one_of_its_failures_is_transient():
     assert not is_transient(DownloadError(plan, [permanent]))
     assert is_transient(DownloadError(plan, [permanent, flaky]))
     assert is_transient(TimeoutError()) and not is_transient(ValueError("bad input"))
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_an_overloaded_gdac_is_retried_with_backoff(mirror, tmp_path, status):
+    """Every file answers `status` once before it is served: the download completes, byte-identical, and
+    each outcome says it took two tries."""
+    product = CATALOG["argo"]
+    with start_http_file_server(mirror.argo_gdac, fail_first=1, status=status) as server:
+        provider = get_provider("argo_gdac", Settings(argo_gdac=server.url))
+        raw = Storage(str(tmp_path / "raw"))
+        outcomes = [
+            o
+            for plan in provider.plan(product, DAYS)
+            for o in fetch(plan, provider.source, raw, backoff_seconds=0.01)
+        ]
+    assert outcomes and {o.status for o in outcomes} == {"ok"} and {o.attempts for o in outcomes} == {2}
+    for outcome in outcomes:
+        upstream = Path(mirror.argo_gdac) / outcome.raw_key.removeprefix("argo/")
+        assert raw.read_bytes(outcome.raw_key) == upstream.read_bytes()
+
+
+def test_a_missing_file_is_not_retried(mirror, tmp_path):
+    product = CATALOG["argo"]
+    with start_http_file_server(mirror.argo_gdac) as server:
+        provider = get_provider("argo_gdac", Settings(argo_gdac=server.url))
+        plan = provider.plan(product, DAYS[:1])[0]
+        gone = replace(plan.files[0], source_key=plan.files[0].source_key + ".gone")
+        started = time.monotonic()
+        (outcome,) = fetch(
+            replace(plan, files=(gone,)), provider.source, Storage(str(tmp_path)), backoff_seconds=5
+        )
+    assert outcome.status == "failed" and outcome.attempts == 1 and not outcome.transient
+    assert time.monotonic() - started < 5

@@ -8,13 +8,15 @@ the format step). The catalog names each product's provider.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal, Protocol, TypeVar
 
 from oceantaco.catalog import Product
 from oceantaco.settings import Settings
-from oceantaco.storage import Storage
+from oceantaco.storage import Storage, WriteResult
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class FileOutcome:
     seconds: float = 0.0
     error: str | None = None
     transient: bool = False  # for failures: whether a retry may succeed
+    attempts: int = 1  # tries it took (transient errors are retried with backoff)
 
 
 class DownloadError(RuntimeError):
@@ -105,17 +108,42 @@ def get_provider(name: str, settings: Settings) -> Provider:
         raise NotImplementedError(f"provider {name!r} is not implemented yet") from None
 
 
-def fetch(plan: DayPlan, source: Storage, raw: Storage) -> list[FileOutcome]:
+T = TypeVar("T")
+
+
+def with_retries(call: Callable[[], T], *, attempts: int = 3, backoff_seconds: float = 0.5) -> tuple[T, int]:
+    """``call()`` and the number of tries it took: transient errors (timeouts, dropped connections, HTTP
+    429/5xx) are retried with exponential backoff and full jitter, permanent ones raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call(), attempt
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                exc.attempts = attempt  # type: ignore[attr-defined]  # for the caller's report
+                raise
+            time.sleep(random.uniform(0, backoff_seconds * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")
+
+
+def fetch(
+    plan: DayPlan, source: Storage, raw: Storage, *, attempts: int = 3, backoff_seconds: float = 0.5
+) -> list[FileOutcome]:
     """Copy a day's files into the raw root, then its sidecars; a failed file fails only itself.
 
     Skips files already present with the source's size, so a re-run after a crash fetches only what is
-    missing. Sidecars are written only when every file is there.
+    missing. A transient error (timeout, dropped connection, HTTP 429/5xx) is retried up to ``attempts``
+    times with exponential backoff and full jitter; a permanent one fails at once. Sidecars are written only
+    when every file is there.
     """
     outcomes = []
     for remote in plan.files:
         started = time.perf_counter()
+
+        def copy(remote: RemoteFile = remote) -> WriteResult:
+            return raw.copy_from(source, remote.source_key, remote.raw_key, expected_size=remote.size)
+
         try:
-            result = raw.copy_from(source, remote.source_key, remote.raw_key, expected_size=remote.size)
+            result, tries = with_retries(copy, attempts=attempts, backoff_seconds=backoff_seconds)
         except Exception as exc:  # one bad file must not stop the others
             outcomes.append(
                 FileOutcome(
@@ -123,6 +151,7 @@ def fetch(plan: DayPlan, source: Storage, raw: Storage) -> list[FileOutcome]:
                     "failed",
                     error=f"{type(exc).__name__}: {exc}",
                     transient=is_transient(exc),
+                    attempts=getattr(exc, "attempts", 1),
                 )
             )
             continue
@@ -132,6 +161,7 @@ def fetch(plan: DayPlan, source: Storage, raw: Storage) -> list[FileOutcome]:
                 "ok" if result.written else "skipped",
                 result.size if result.written else 0,
                 time.perf_counter() - started,
+                attempts=tries,
             )
         )
     if all(o.status != "failed" for o in outcomes):

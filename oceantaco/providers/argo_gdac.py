@@ -16,7 +16,7 @@ from typing import BinaryIO
 import pandas as pd
 
 from oceantaco.catalog import Product
-from oceantaco.providers import DayPlan, RemoteFile, register
+from oceantaco.providers import DayPlan, RemoteFile, register, with_retries
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
 
@@ -74,10 +74,13 @@ class ArgoGDAC:
         self.source = Storage(settings.argo_gdac)
 
     def _read_index(self, days: list[dt.date]) -> pd.DataFrame:
+        def read(name: str) -> pd.DataFrame:
+            with self.source.open_read(name) as stream:
+                return parse_index(stream, gzip=name.endswith(".gz"), days=days)
+
         for name in INDEX_NAMES:
             if self.source.exists(name):
-                with self.source.open_read(name) as stream:
-                    return parse_index(stream, gzip=name.endswith(".gz"), days=days)
+                return with_retries(lambda name=name: read(name))[0]
         raise FileNotFoundError(f"no {' or '.join(INDEX_NAMES)} at the Argo GDAC {self.source.url}")
 
     def plan(self, product: Product, days: list[dt.date]) -> list[DayPlan]:
