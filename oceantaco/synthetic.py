@@ -3,7 +3,7 @@
 The pipeline is tested and demonstrated without network access by pointing it at a local "mirror" built
 here. Two requirements drive the design:
 
-* **Structure is copied from real files** (see ``shared/reference/product-formats.md`` §2 and §10):
+* **Structure is copied from real files** (see the reference product-formats.md, §2 and §10):
   variable and dimension names and order, dtypes, CF packing, fill values, longitude convention, time
   encoding, global attributes, blank-padded char arrays, and the NetCDF flavour (NETCDF4/HDF5 for DUACS,
   NETCDF3_CLASSIC for Argo). A loader that works on these files is expected to work on the real ones.
@@ -11,7 +11,7 @@ here. Two requirements drive the design:
   :func:`analytic_argo_psal`), so a test can compare a decoded pipeline output with the exact physical
   input rather than with a stored golden file.
 
-Nothing here reads ``shared/``; the structure is encoded in this module.
+Nothing here reads the reference or its sample files; the structure is encoded in this module.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Synthetic upstream files of the gridded products (GLORYS, OSTIA, MULTIOBS SSS, L4 wind, ODYSSEA, SMOS).
 
 Same contract as :mod:`oceantaco.synthetic` (which covers DUACS L4 and Argo): the files copy the structure
-of the real products (``shared/reference/product-formats.md`` §3-§8: dimension names and order, ``lat/lon``
+of the real products (reference product-formats.md §3-§8: dimension names and order, ``lat/lon``
 vs ``latitude/longitude``, dtypes, CF packing with its attribute types, fill values, time encoding, global
 attributes, NC_CHAR text attributes, chunking) and hold analytic values, so a test compares a decoded
 pipeline output with :func:`analytic_field` instead of a golden file.
@@ -676,6 +676,35 @@ def _inject(token: str, values: dict[str, np.ndarray], lat: np.ndarray, lon: np.
     return box
 
 
+def _analytic_rows(
+    token: str,
+    variables: Sequence[_Var],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    day: dt.date,
+    *,
+    hour: int | None = None,
+    out_of_range: bool = False,
+    flag_in_box: tuple[str, float] | None = None,
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The ``fields(rows)`` callback of ``_Writer.write_blocks`` for a 2-D product: analytic values of
+    ``variables`` on those latitude rows, with the out-of-range box injected when asked (and
+    ``flag_in_box`` = (quality variable, value) marking the injected cells as good, so they are kept)."""
+    lon64 = lon.astype(np.float64)[None, :]
+
+    def fields(rows: np.ndarray) -> dict[str, np.ndarray]:
+        ctx = _Ctx(token, lat[rows].astype(np.float64)[:, None], lon64, day, hour, None)
+        out = {v.name: _evaluate(ctx, v.name) for v in variables}
+        if out_of_range:
+            box = _inject(token, out, ctx.lat, ctx.lon)
+            if flag_in_box is not None:
+                name, value = flag_in_box
+                out[name] = np.where(box, value, out[name])
+        return out
+
+    return fields
+
+
 def _iso(when: dt.datetime) -> str:
     return f"{when:%Y-%m-%dT%H:%M:%SZ}"
 
@@ -1019,15 +1048,7 @@ def write_ostia(
             sensor="AMSR2, AVHRR, VIIRS",
         )  # fmt: skip
         w.set_globals({**attrs, "DSD_entry_id": "UKMO-L4HRfnd-GLOB-OSTIA"})
-        lon64 = lon.astype(np.float64)[None, :]
-
-        def fields(rows: np.ndarray) -> dict[str, np.ndarray]:
-            ctx = _Ctx("l4_sst", lat[rows].astype(np.float64)[:, None], lon64, day, None, None)
-            out = {v.name: _evaluate(ctx, v.name) for v in _ostia_vars()}
-            if out_of_range:
-                _inject("l4_sst", out, ctx.lat, ctx.lon)
-            return out
-
+        fields = _analytic_rows("l4_sst", _ostia_vars(), lat, lon, day, out_of_range=out_of_range)
         w.write_blocks(_ostia_vars(), "lat", _OSTIA_CHUNKS[1], fields)
     return w.path
 
@@ -1112,16 +1133,9 @@ def write_odyssea(
             source="AVHRR_SST_METOP_B-OSISAF-L2P, VIIRS_NPP-OSPO-L2P, SLSTRA-MAR-L2P", platform="MetOpB, NPP",
             sensor="AVHRR, VIIRS, SLSTR",
         ))  # fmt: skip
-        lon64 = lon.astype(np.float64)[None, :]
-
-        def fields(rows: np.ndarray) -> dict[str, np.ndarray]:
-            ctx = _Ctx("l3_sst", lat[rows].astype(np.float64)[:, None], lon64, day, None, None)
-            out = {v.name: _evaluate(ctx, v.name) for v in variables}
-            if out_of_range:
-                box = _inject("l3_sst", out, ctx.lat, ctx.lon)
-                out["quality_level"] = np.where(box, 5.0, out["quality_level"])
-            return out
-
+        fields = _analytic_rows(
+            "l3_sst", variables, lat, lon, day, out_of_range=out_of_range, flag_in_box=("quality_level", 5.0)
+        )
         w.write_blocks(variables, "lat", _ODYSSEA_CHUNKS[1], fields)
     return w.path
 
@@ -1202,15 +1216,7 @@ def write_multiobs_sss(
             "geospatial_lat_min": np.float32(lat[0]), "geospatial_lat_max": np.float32(lat[-1]),
             "geospatial_lon_min": np.float32(lon[0]), "geospatial_lon_max": np.float32(lon[-1]),
         })  # fmt: skip
-        lon64 = lon.astype(np.float64)[None, :]
-
-        def fields(rows: np.ndarray) -> dict[str, np.ndarray]:
-            ctx = _Ctx("l4_sss", lat[rows].astype(np.float64)[:, None], lon64, day, None, None)
-            out = {v.name: _evaluate(ctx, v.name) for v in variables}
-            if out_of_range:
-                _inject("l4_sss", out, ctx.lat, ctx.lon)
-            return out
-
+        fields = _analytic_rows("l4_sss", variables, lat, lon, day, out_of_range=out_of_range)
         w.write_blocks(variables, "lat", _SSS_CHUNKS[2], fields)
     return w.path
 
@@ -1302,15 +1308,7 @@ def write_wind_hourly(
     with _Writer(path, {"time": 1, "lat": lat.size, "lon": lon.size}) as w:
         _wind_coords(w, lat, lon, dt.datetime.combine(day, dt.time(hour)))
         w.set_globals(_wind_globals(day, hour, lat, lon, resolution))
-        lon64 = lon.astype(np.float64)[None, :]
-
-        def fields(rows: np.ndarray) -> dict[str, np.ndarray]:
-            ctx = _Ctx("l4_wind", lat[rows].astype(np.float64)[:, None], lon64, day, hour, None)
-            out = {v.name: _evaluate(ctx, v.name) for v in variables}
-            if out_of_range:
-                _inject("l4_wind", out, ctx.lat, ctx.lon)
-            return out
-
+        fields = _analytic_rows("l4_wind", variables, lat, lon, day, hour=hour, out_of_range=out_of_range)
         w.write_blocks(variables, "lat", _WIND_CHUNKS[1], fields)
     return w.path
 
@@ -1452,16 +1450,10 @@ def write_smos(
             "geospatial_lat_min": np.float32(lat.min()), "geospatial_lat_max": np.float32(lat.max()),
             "geospatial_lon_min": np.float32(lon.min()), "geospatial_lon_max": np.float32(lon.max()),
         })  # fmt: skip
-        lon64 = lon.astype(np.float64)[None, :]
-
-        def fields(rows: np.ndarray) -> dict[str, np.ndarray]:
-            ctx = _Ctx(token, lat[rows].astype(np.float64)[:, None], lon64, day, None, None)
-            out = {v.name: _evaluate(ctx, v.name) for v in variables}
-            if out_of_range:
-                box = _inject(token, out, ctx.lat, ctx.lon)
-                out["Sea_Surface_Salinity_QC"] = np.where(box, 0.0, out["Sea_Surface_Salinity_QC"])
-            return out
-
+        qc_in_box = ("Sea_Surface_Salinity_QC", 0.0)
+        fields = _analytic_rows(
+            token, variables, lat, lon, day, out_of_range=out_of_range, flag_in_box=qc_in_box
+        )
         w.write_blocks(variables, "lat", lat.size, fields)
     return w.path
 

@@ -1,7 +1,7 @@
 """Synthetic upstream files of the sparse satellite products: DUACS L3 along-track SLA and SWOT KaRIn swaths.
 
 Same contract as :mod:`oceantaco.synthetic`: the **structure is copied from real files**
-(``shared/reference/product-formats.md`` §1, §9a, §9b and the two real samples in ``shared/fixtures/real``):
+(reference product-formats.md §1, §9a, §9b, and the real along-track and SWOT samples):
 dimension and variable names, dtypes, CF packing with per-variable scale factors, fill conventions (int16
 ``32767`` for DUACS L3, int32 ``-2147483647`` for SWOT L3, ``+2147483647``/``4294967295`` for SWOT L2), the
 0..360 longitude convention, time encodings, ``coordinates`` attributes and NC_CHAR text attributes. The
