@@ -11,12 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from oceantaco import steps
+from oceantaco.duplicates import RESOLUTION_RULES
 from oceantaco.formatting import FormatResult
 from oceantaco.inventory import INVENTORY_NAME
 from oceantaco.providers import aviso
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
-from oceantaco.taco import TacoVerificationError
+from oceantaco.taco import DEFAULT_KEEP_RELEASES, LAYOUTS
+from oceantaco.verify import TacoVerificationError
 
 app = typer.Typer(help="Build the OceanTACO dataset: download -> format -> build.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -48,13 +50,6 @@ def _products(names: list[str] | None) -> list[str]:
         return [p.token for p in steps.select_products(names or None)]
     except KeyError as exc:
         _refuse(str(exc).strip("\"'"))
-
-
-def _refuse_unimplemented(**flags: object) -> None:
-    """Refuse flags of the seed CLI whose feature is not built yet, instead of ignoring them."""
-    given = [name.replace("_", "-") for name, value in flags.items() if value]
-    if given:
-        _refuse(f"--{', --'.join(given)}: not implemented yet")
 
 
 @app.command()
@@ -225,33 +220,84 @@ def build(
     data_dir: Annotated[str, typer.Option(help="Formatted root (tiles).")] = "./formatted_ssh_data",
     output_dir: Annotated[str, typer.Option(help="TACO output: local path or bucket URL.")] = "./tortilla",
     inventory_path: Annotated[
-        str | None, typer.Option(help="Inventory (default <data-dir>/file_inventory.parquet).")
+        str | None,
+        typer.Option(help="Inventory parquet: path or URL (default <data-dir>/file_inventory.parquet)."),
     ] = None,
     include_l3_swot: Annotated[bool, typer.Option("--include-l3-swot/--no-include-l3-swot")] = True,
     include_argo: Annotated[bool, typer.Option("--include-argo/--no-include-argo")] = True,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Re-read and check the TACO.")] = True,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Audit the new release before publishing it.")
+    ] = True,
     start_date: Annotated[str | None, typer.Option(help="Only days from this date (inclusive).")] = None,
     end_date: Annotated[str | None, typer.Option(help="Only days up to this date (inclusive).")] = None,
-    analyze_duplicates_only: Annotated[bool, typer.Option(hidden=True)] = False,
-    duplicate_report_path: Annotated[str | None, typer.Option(hidden=True)] = None,
+    analyze_duplicates_only: Annotated[
+        bool, typer.Option("--analyze-duplicates-only", help="Analyse duplicates and exit; build nothing.")
+    ] = False,
+    duplicate_report_path: Annotated[
+        str | None, typer.Option(help="Write the duplicate analysis as parquet (path or URL).")
+    ] = None,
+    resolve_duplicates: Annotated[
+        str | None,
+        typer.Option(
+            help="Rule for duplicate rows: 'newest' (newest processing time wins). Default: refuse."
+        ),
+    ] = None,
+    layout: Annotated[
+        str,
+        typer.Option(help="'zip': monthly .tacozip parts + .tacocat; 'folder': the published FOLDER tree."),
+    ] = "zip",
+    keep_releases: Annotated[
+        int, typer.Option(min=1, help="Published releases (and the parts they use) kept for rollback.")
+    ] = DEFAULT_KEEP_RELEASES,
 ) -> None:
-    """Package the formatted tiles as TACO parts (one per month) plus a catalog, and verify them."""
-    _refuse_unimplemented(
-        analyze_duplicates_only=analyze_duplicates_only, duplicate_report_path=duplicate_report_path
-    )
+    """Package the formatted tiles as TACO (monthly parts plus a catalog), audit, then publish them."""
+    if layout not in LAYOUTS:
+        _refuse(f"--layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    if resolve_duplicates is not None and resolve_duplicates not in RESOLUTION_RULES:
+        _refuse(f"--resolve-duplicates {resolve_duplicates!r}: choose one of {', '.join(RESOLUTION_RULES)}")
     excluded = {t for t, keep in (("l3_swot", include_l3_swot), ("argo", include_argo)) if not keep}
     products = [t for t in _products(None) if t not in excluded]
+    selection = {"products": products, "start": _date(start_date), "end": _date(end_date)}
     try:
+        if analyze_duplicates_only:
+            check = steps.analyze_duplicates(
+                data_dir, inventory_url=inventory_path, report_path=duplicate_report_path, **selection
+            )
+            console.print(check.summary())
+            if duplicate_report_path is not None:
+                console.print(f"report: {duplicate_report_path}")
+            return
         report = steps.build(
             data_dir,
             output_dir,
-            inventory_path=inventory_path or INVENTORY_NAME,
-            products=products,
-            start=_date(start_date),
-            end=_date(end_date),
+            inventory_url=inventory_path,
             verify=verify,
+            layout=layout,
+            keep_releases=keep_releases,
+            resolve_duplicates=resolve_duplicates,
+            duplicate_report_path=duplicate_report_path,
+            **selection,
         )
     except (FileNotFoundError, ValueError) as exc:
+        _refuse(str(exc))
+    except TacoVerificationError as exc:
+        console.print(f"[red]verification failed; the previous release stays live:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(report.summary())
+
+
+@app.command(name="verify")
+def verify_command(
+    output: Annotated[str, typer.Argument(help="Dataset root: local path or bucket URL.")],
+    inventory_path: Annotated[
+        str | None,
+        typer.Option(help="Check against this inventory (path or URL) instead of the release manifest."),
+    ] = None,
+) -> None:
+    """Verify the live release: structure, metadata, every payload's sha256, a sample opened with xarray."""
+    try:
+        report = steps.verify(output, inventory_url=inventory_path)
+    except FileNotFoundError as exc:
         _refuse(str(exc))
     except TacoVerificationError as exc:
         console.print(f"[red]verification failed:[/red] {exc}")

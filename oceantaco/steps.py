@@ -15,16 +15,22 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import pandas as pd
+
+from oceantaco import duplicates
 from oceantaco.catalog import Catalog, Product, load_catalog
 from oceantaco.formatting import FormatResult, format_product_day
 from oceantaco.inventory import INVENTORY_NAME, compact, read_inventory
 from oceantaco.providers import DayPlan, FileOutcome, aviso, fetch, get_provider
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
-from oceantaco.taco import BuildReport, build_taco
+from oceantaco.taco import DEFAULT_KEEP_RELEASES, BuildReport, Layout, build_taco, verify_output
+from oceantaco.verify import VerifyReport
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -232,34 +238,128 @@ def compact_inventory(
 # --- build --------------------------------------------------------------------------------------------
 
 
-def build(
-    formatted_url: str,
-    output_url: str,
+def select_inventory(
+    inventory: pd.DataFrame,
     *,
-    inventory_path: str = INVENTORY_NAME,
     products: list[str] | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
-    verify: bool = True,
-) -> BuildReport:
-    formatted = Storage(formatted_url)
-    inventory = read_inventory(formatted, inventory_path)
+) -> pd.DataFrame:
+    """Rows of the given products (tokens) with ``timestamp_file`` in [start, end] (inclusive), fresh index."""
     day = inventory["timestamp_file"].dt.date
-    keep = inventory["data_source"].isin(products) if products is not None else day == day
+    keep = day == day
+    if products is not None:
+        catalog = load_catalog()
+        keep &= inventory["data_source"].isin([catalog[token].data_source for token in products])
     if start is not None:
         keep &= day >= start
     if end is not None:
         keep &= day <= end
-    inventory = inventory[keep]
+    return inventory[keep].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class DuplicateCheck:
+    """Duplicate analysis of the whole inventory and of the rows a build would use."""
+
+    whole: duplicates.DuplicateAnalysis
+    selected: duplicates.DuplicateAnalysis
+
+    def summary(self) -> str:
+        return (
+            f"whole inventory: {self.whole.summary()}\n"
+            f"selected rows (products and dates of this build): {self.selected.summary()}"
+        )
+
+
+def inventory_location(formatted_url: str, inventory_url: str | None) -> tuple[Storage, str]:
+    """(storage, key) of the build's inventory: a path or URL of its own, else the formatted root's."""
+    if inventory_url is None:
+        return Storage(formatted_url), INVENTORY_NAME
+    parent, _, name = inventory_url.rstrip("/").rpartition("/")
+    return Storage(parent or "."), name
+
+
+def analyze_duplicates(
+    formatted_url: str,
+    *,
+    inventory_url: str | None = None,
+    products: list[str] | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    report_path: str | None = None,
+) -> DuplicateCheck:
+    """The seed's ``--analyze-duplicates-only``: analyse, optionally write the parquet report, build nothing.
+
+    The report lists the whole inventory's colliding rows, with ``selected`` marking the rows inside the
+    product and date filters.
+    """
+    catalog = load_catalog()
+    inventory = read_inventory(*inventory_location(formatted_url, inventory_url))
+    selection = select_inventory(inventory, products=products, start=start, end=end)
+    check = DuplicateCheck(
+        whole=duplicates.analyze(inventory, catalog), selected=duplicates.analyze(selection, catalog)
+    )
+    if report_path is not None:
+        chosen = set(selection["relative_path"])
+        check.whole.report["selected"] = check.whole.report["relative_path"].isin(chosen)
+        duplicates.write_report(check.whole, report_path)
+    return check
+
+
+def build(
+    formatted_url: str,
+    output_url: str,
+    *,
+    inventory_url: str | None = None,
+    products: list[str] | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    verify: bool = True,
+    layout: Layout = "zip",
+    keep_releases: int = DEFAULT_KEEP_RELEASES,
+    resolve_duplicates: str | None = None,
+    duplicate_report_path: str | None = None,
+) -> BuildReport:
+    """Build the TACO from the selected inventory rows; duplicates are refused unless a rule is given.
+
+    With ``resolve_duplicates="newest"`` the newest processing time wins and the dropped rows are named in
+    the report. ``duplicate_report_path`` writes the analysis of the selected rows first.
+    """
+    catalog = load_catalog()
+    formatted = Storage(formatted_url)
+    storage, key = inventory_location(formatted_url, inventory_url)
+    inventory = select_inventory(read_inventory(storage, key), products=products, start=start, end=end)
     if inventory.empty:
-        raise ValueError(f"the inventory at {formatted.url_of(inventory_path)} has no rows to build from")
-    return build_taco(
-        inventory.reset_index(drop=True),
+        raise ValueError(f"the inventory at {storage.url_of(key)} has no rows to build from")
+    analysis = duplicates.analyze(inventory, catalog)
+    if duplicate_report_path is not None:
+        duplicates.write_report(analysis, duplicate_report_path)
+    dropped: list[str] = []
+    if analysis.has_duplicates:
+        if resolve_duplicates not in duplicates.RESOLUTION_RULES:
+            raise duplicates.UnresolvedDuplicatesError.from_analysis(analysis)
+        inventory, losers = duplicates.resolve(inventory, catalog)
+        dropped = sorted(losers["relative_path"])
+        logger.warning("dropped %d duplicate inventory row(s): %s", len(dropped), ", ".join(dropped))
+    report = build_taco(
+        inventory,
         formatted,
         Storage(output_url),
-        load_catalog(),
+        catalog,
+        layout=layout,
+        keep_releases=keep_releases,
         verify=verify,
     )
+    return replace(report, duplicates_dropped=tuple(dropped))
+
+
+def verify(output_url: str, *, inventory_url: str | None = None) -> VerifyReport:
+    """``oceantaco verify``: the live release in full, against its manifest or an inventory."""
+    inventory = None
+    if inventory_url is not None:
+        inventory = read_inventory(*inventory_location(".", inventory_url))
+    return verify_output(Storage(output_url), load_catalog(), inventory=inventory)
 
 
 @contextmanager

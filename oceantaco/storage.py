@@ -355,3 +355,10 @@ class Storage:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(path)
         self.fs.invalidate_cache(path)
+
+    def delete_tree(self, prefix: str) -> None:
+        """Remove every object under the directory prefix (and the directory itself on local disk)."""
+        path = self.full_path(_clean_key(prefix))
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(path, recursive=True)
+        self.fs.invalidate_cache(path)

@@ -1,74 +1,95 @@
-"""Package the formatted tiles as the OceanTACO dataset: one ``.tacozip`` per month plus a ``.tacocat``.
+"""Package the formatted tiles as the OceanTACO dataset, incrementally and never half-visible.
 
-Layout at the output root (a local directory or a bucket prefix)::
+Two layouts at the output root (a local directory or a bucket prefix):
 
-    OceanTACO_2024_01.tacozip       one part per calendar month: DATA/<YYYY_MM_DD>/<REGION>/<slot>
-    OceanTACO_2024_02.tacozip
-    .tacocat/level{0,1,2}.parquet   catalog over all parts; every row names its part (internal:source_file)
+``zip`` (default): one ``.tacozip`` per calendar month plus a ``.tacocat`` catalog over all of them::
+
+    OceanTACO_2024_01_<digest>.tacozip   a month: DATA/<YYYY_MM_DD>/<REGION>/<slot>; <digest> = its inputs
+    .tacocat/level{0,1,2}.parquet        the live catalog; every row names its part (internal:source_file)
     .tacocat/COLLECTION.json
-    build-manifest.json             what each part was built from, written last
+    releases/<id>/.tacocat/...           each release's own catalog, and its manifest.json
+    CURRENT                              names the live release
 
-``tacoreader.load(<root>)`` finds no COLLECTION.json at the root and falls back to ``<root>/.tacocat``. It
-resolves ``internal:source_file`` against the catalog's parent directory, so parts sit next to
-``.tacocat/``. The reference is relative, so the same layout opens from a directory and from a bucket
-prefix (``s3://bucket/prefix``; tacoreader reads buckets with obstore, configured by AWS_* variables).
+``folder``: the published FOLDER layout, for mirrors of the public dataset::
+
+    COLLECTION.json, METADATA/level{0,1,2}.parquet, DATA/<YYYY_MM_DD>/<REGION>/<id> (+ __meta__ files)
+    releases/<id>/..., CURRENT           as above
+
+``tacoreader.load(<root>)`` opens either: for ``zip`` it finds no COLLECTION.json at the root, falls back
+to ``<root>/.tacocat`` and resolves ``internal:source_file`` against the root, so parts sit next to it.
+
+Incremental: a part's name carries the digest of everything that goes into it (tile checksums, metadata,
+collection fields, layout version), so a build writes only the months whose inputs changed and never
+replaces an object a reader may be using. Write-audit-publish: the new catalog is staged under
+``releases/<id>/``, verified with tacoreader, and only then made live by one write of ``CURRENT``
+(``oceantaco.releases``); then the root catalog is refreshed from it, COLLECTION.json last. A failed verify
+leaves the previous release live. Releases and parts no longer among the ``keep_releases`` newest are
+deleted. The FOLDER layout is updated in place (its paths are fixed by the published layout): new days are
+invisible until the metadata names them, but a re-made tile replaces the old one as it is uploaded.
 
 Hierarchy: day (``YYYY_MM_DD``) → the 8 regions → one slot per catalog product in ``slot_order``. TACO's
 position-invariant tree needs the same slot count everywhere, so a missing tile becomes an empty
 placeholder ``<stem>.missing`` with ``available = False``, which no reader asks for by id or data source.
-
-tacoreader 2.4.21 joins the flat views (``l1``/``l2``, unfiltered ``flatten()``) of multi-part datasets on
-row positions only, mixing up parts. ``verify_taco`` therefore reads with SQL on the raw ``level*`` tables
-joined on ``internal:source_file``; readers should use that, ``read()`` or filter-then-flatten.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
-import re
 import tempfile
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
-import tacoreader
 import tacotoolbox
 import tacozip
-import xarray as xr
 from tacotoolbox.datamodel import Sample, Taco, Tortilla
 from tacotoolbox.sample.extensions.istac import ISTAC
 from tacotoolbox.taco.datamodel import Extent
 from tacozip.config import TACO_HEADER_SIZE
 
+from oceantaco import releases
 from oceantaco.catalog import Catalog, Product
-from oceantaco.regions import REGION_NAMES, REGIONS, region
+from oceantaco.regions import REGIONS, region
 from oceantaco.storage import Storage
+from oceantaco.verify import (
+    Expected,
+    TacoVerificationError,
+    VerifyReport,
+    day_id,
+    folder_locator,
+    open_dataset,
+    read_rows,
+    slot_key,
+    verify,
+    zip_locator,
+)
 
 logger = logging.getLogger(__name__)
 
+Layout = Literal["zip", "folder"]
+LAYOUTS: tuple[Layout, ...] = ("zip", "folder")
 PART_PREFIX = "OceanTACO_"
 PART_SUFFIX = ".tacozip"
 CATALOG_DIR = ".tacocat"
-MANIFEST_KEY = "build-manifest.json"
 # Part of every input digest: bump it when samples or columns change, so every part is rebuilt.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 DATASET_ID = "sea_surface_state_regionalized"
 DATASET_VERSION = "0.2.0"
 CRS = "EPSG:4326"
 DAY_US = 86_400_000_000
+DEFAULT_KEEP_RELEASES = 3
 
 _COLLECTION_JSON = "COLLECTION.json"
+_FOLDER_METADATA = ("METADATA/level0.parquet", "METADATA/level1.parquet", "METADATA/level2.parquet")
 _PROVIDERS = {
     "cmems": {
         "name": "Copernicus Marine Service",
@@ -101,79 +122,55 @@ _FILE_SCHEMA = pa.schema(
 _ISTAC_SCHEMA = ISTAC.model_construct().get_schema()
 _NULL_ISTAC = pa.table({f.name: pa.nulls(1, f.type) for f in _ISTAC_SCHEMA}, schema=_ISTAC_SCHEMA)
 
-# Day → region → slot rows of every part. Joining on internal:source_file keeps each part's rows together.
-_ROWS_SQL = """
-SELECT d.id AS day, r.id AS region, f.id AS slot, f.available AS available, f."internal:gdal_vsi" AS vsi
-FROM level0 d
-JOIN level1 r ON r."internal:parent_id" = d."internal:current_id"
-             AND r."internal:source_file" = d."internal:source_file"
-JOIN level2 f ON f."internal:parent_id" = r."internal:current_id"
-             AND f."internal:source_file" = r."internal:source_file"
-ORDER BY d.id, r."internal:current_id", f."internal:current_id"
-"""
-_VSISUBFILE = re.compile(r"/vsisubfile/(\d+)_(\d+),(.+)")
-_MAX_LISTED_FAILURES = 20
-_READ_THREADS = 8
-
 
 class TacoBuildError(RuntimeError):
     """A tile does not match its inventory row, so the dataset would not match its own checksums."""
 
 
 @dataclass(frozen=True)
-class VerifyReport:
-    """What ``verify_taco`` read back: counts, and every mismatch found (empty when the dataset is sound)."""
-
-    days: int
-    regions: int
-    payloads_checked: int
-    payloads_opened: int
-    placeholders: int
-    seconds: float
-    failures: tuple[str, ...] = ()
-
-
-class TacoVerificationError(RuntimeError):
-    """The dataset read back with tacoreader differs from the inventory it was built from."""
-
-    def __init__(self, url: str, report: VerifyReport) -> None:
-        self.report = report
-        listed = "\n  ".join(report.failures[:_MAX_LISTED_FAILURES])
-        more = len(report.failures) - _MAX_LISTED_FAILURES
-        super().__init__(
-            f"{url}: {len(report.failures)} verification failure(s):\n  {listed}"
-            + (f"\n  ... and {more} more" if more > 0 else "")
-        )
-
-
-@dataclass(frozen=True)
 class BuildReport:
-    """Outcome of ``build_taco``: which parts were (re)written, and the verification if it ran."""
+    """Outcome of ``build_taco``: what was (re)written, the release made live, and its verification."""
 
     url: str
+    layout: Layout
+    release: str | None  # the live release after the build
+    published: bool  # False: nothing changed, the live release stays
     days: int
     tiles: int
     placeholders: int
     parts_written: tuple[str, ...]
     parts_unchanged: tuple[str, ...]
-    parts_deleted: tuple[str, ...]
-    catalog_written: bool
+    tiles_uploaded: int
+    objects_deleted: tuple[str, ...]
     seconds: float
     verify: VerifyReport | None
+    duplicates_dropped: tuple[str, ...] = ()  # inventory rows left out by the duplicate rule
 
     def summary(self) -> str:
         lines = [
-            f"TACO at {self.url}: {self.days} day(s), {self.tiles} tile(s), "
+            f"TACO ({self.layout}) at {self.url}: {self.days} day(s), {self.tiles} tile(s), "
             f"{self.placeholders} placeholder slot(s)",
-            f"parts written {len(self.parts_written)}, unchanged {len(self.parts_unchanged)}, "
-            f"deleted {len(self.parts_deleted)}; "
-            f"catalog {'written' if self.catalog_written else 'unchanged'} ({self.seconds:.1f} s)",
-        ]
-        if self.verify is not None:
-            lines.append(
-                f"verified: {self.verify.payloads_checked} payload(s) match their sha256, "
-                f"{self.verify.payloads_opened} opened with xarray ({self.verify.seconds:.1f} s)"
+            (
+                f"release {self.release} published"
+                if self.published
+                else f"nothing changed; release {self.release} stays live"
             )
+            + f" ({self.seconds:.1f} s)",
+        ]
+        if self.layout == "zip":
+            lines.append(
+                f"parts written {len(self.parts_written)}, unchanged {len(self.parts_unchanged)}; "
+                f"objects deleted {len(self.objects_deleted)}"
+            )
+        else:
+            lines.append(f"tiles uploaded {self.tiles_uploaded}; objects deleted {len(self.objects_deleted)}")
+        if self.duplicates_dropped:
+            lines.append(
+                f"duplicates dropped (newest processing time wins): {len(self.duplicates_dropped)}: "
+                + ", ".join(self.duplicates_dropped)
+            )
+        if self.verify is not None:
+            lines.append(self.verify.summary())
         return "\n".join(lines)
 
 
@@ -223,14 +220,14 @@ class _Slot:
 class _Part:
     """One month of the dataset: its days and, per (day, region), the slots in catalog order."""
 
-    name: str
+    month: str
     days: tuple[dt.date, ...]
     slots: dict[tuple[dt.date, str], tuple[_Slot, ...]] = field(repr=False)
 
     def records(self) -> list[list[Any]]:
         """Everything that goes into the part except payload bytes, which the sha256 column stands for."""
         return [
-            [_day_id(day), name, slot.id, slot.columns, slot.footprint]
+            [day_id(day), name, slot.id, slot.columns, slot.footprint]
             for (day, name), slots in self.slots.items()
             for slot in slots
         ]
@@ -238,11 +235,46 @@ class _Part:
     def tiles(self) -> dict[str, str]:
         """sha256 of every tile, by ``<day>/<region>/<slot>``."""
         return {
-            f"{_day_id(day)}/{name}/{slot.id}": slot.row["sha256"]
+            slot_key(day_id(day), name, slot.id): slot.row["sha256"]
             for (day, name), slots in self.slots.items()
             for slot in slots
             if slot.row is not None
         }
+
+    def all_slots(self) -> list[tuple[dt.date, str, _Slot]]:
+        return [(day, name, slot) for (day, name), slots in self.slots.items() for slot in slots]
+
+
+@dataclass
+class _Staged:
+    """A release written under ``releases/<id>/`` but not live yet, with what it takes to audit it."""
+
+    manifest: dict[str, Any]
+    live_files: dict[str, Path]  # output key -> local file, copied to the live location on publish
+    dataset_path: str  # what tacoreader loads to audit the staged release
+    base_path: str | None
+    locate: Callable[[str], Any]
+    hash_containers: set[str] | None  # containers whose payloads are hashed (None: all)
+    parts_written: list[str] = field(default_factory=list)
+    tiles_uploaded: int = 0
+
+
+def expected_of(manifest: dict[str, Any]) -> Expected:
+    """What a release holds, from its manifest."""
+    if manifest["layout"] == "zip":
+        parts = manifest["parts"].values()
+        days = sorted(day for part in parts for day in part["days"])
+        tiles = {key: sha for part in parts for key, sha in part["tiles"].items()}
+        containers = {name: part["size"] for name, part in manifest["parts"].items()}
+        return Expected(tuple(days), tiles, containers)
+    return Expected(tuple(manifest["days"]), dict(manifest["tiles"]))
+
+
+def expected_from_inventory(inventory: pd.DataFrame, catalog: Catalog) -> Expected:
+    """What a dataset built from this inventory holds."""
+    parts = _plan(inventory, catalog)
+    days = tuple(day_id(day) for part in parts for day in part.days)
+    return Expected(days, {key: sha for part in parts for key, sha in part.tiles().items()})
 
 
 def build_taco(
@@ -251,206 +283,386 @@ def build_taco(
     output: Storage,
     catalog: Catalog,
     *,
+    layout: Layout = "zip",
+    keep_releases: int = DEFAULT_KEEP_RELEASES,
     scratch_dir: Path | None = None,
     verify: bool = True,
 ) -> BuildReport:
-    """Build or update the monthly parts and the catalog at ``output`` from the inventoried tiles.
+    """Build or update the dataset at ``output`` from the inventoried tiles: write, audit, publish.
 
-    A part is rebuilt only when its inputs (tile checksums, metadata, collection fields, layout) changed
-    or the stored part is missing, and the catalog only when some part changed. The manifest goes last,
-    so an interrupted build is redone on the next run. Months no longer in the inventory are deleted.
+    Only what changed is written (months for ``zip``, tiles for ``folder``). With ``verify`` the staged
+    release is read back with tacoreader before it goes live; a failure raises ``TacoVerificationError``
+    and leaves the previous release live. When nothing changed, no release is made (and with ``verify``
+    the live one is checked, without re-hashing payloads that were checked when they were published).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if keep_releases < 1:
+        raise ValueError(f"keep_releases must be at least 1, got {keep_releases}")
     started = time.monotonic()
     collection = _collection(catalog)
     parts = _plan(inventory, catalog)
-    previous = _read_manifest(output)
-    previous_parts: dict[str, dict[str, Any]] = previous.get("parts", {})
-    entries: dict[str, dict[str, Any]] = {}
-    written: list[str] = []
-    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="oceantaco-taco-") as tmp:
-        workdir = Path(tmp)
-        (workdir / "parts").mkdir()
-        empty = workdir / "empty"
-        empty.touch()
-        for part in parts:
-            digest = _digest([LAYOUT_VERSION, collection, part.records()])
-            old = previous_parts.get(part.name, {})
-            if old.get("inputs_digest") == digest and output.size(part.name) == old.get("size"):
-                entries[part.name] = old
-                continue
-            path = _write_part(part, formatted, workdir / "parts", empty, collection)
-            result = output.put_file(path, part.name)
-            logger.info("wrote %s (%d days, %d bytes)", output.url_of(part.name), len(part.days), result.size)
-            written.append(part.name)
-            entries[part.name] = {
-                "inputs_digest": digest,
-                "sha256": result.sha256,
-                "size": result.size,
-                "days": [_day_id(day) for day in part.days],
-                "tiles": part.tiles(),
-            }
-        catalog_entry: dict[str, Any] = previous.get("catalog", {})
-        catalog_digest = _digest([LAYOUT_VERSION, collection, [[n, e["sha256"]] for n, e in entries.items()]])
-        stored = catalog_entry.get("files", {})
-        catalog_written = not (
-            catalog_entry.get("inputs_digest") == catalog_digest
-            and stored
-            and all(map(output.exists, stored))
+    current = releases.read_current(output)
+    previous = releases.read_manifest(output, current.release) if current else None
+    if previous is not None and previous["layout"] != layout:
+        raise ValueError(
+            f"{output.url} holds a {previous['layout']!r} dataset; "
+            "build it with that layout or use another output"
         )
-        if catalog_written:
-            catalog_entry = {
-                "inputs_digest": catalog_digest,
-                "files": _write_catalog(parts, entries, output, workdir),
-            }
-    deleted = sorted(set(previous_parts) - set(entries))
-    manifest = {"layout_version": LAYOUT_VERSION, "parts": entries, "catalog": catalog_entry}
-    output.write_bytes(MANIFEST_KEY, json.dumps(manifest, indent=1, sort_keys=True).encode())
-    for name in deleted:
-        output.delete(name)
-        logger.info("deleted %s: its month is no longer in the inventory", output.url_of(name))
-    all_slots = [slot for part in parts for slots in part.slots.values() for slot in slots]
-    tiles = sum(slot.row is not None for slot in all_slots)
-    report = BuildReport(
-        url=output.url,
-        days=sum(len(part.days) for part in parts),
-        tiles=tiles,
-        placeholders=len(all_slots) - tiles,
-        parts_written=tuple(written),
-        parts_unchanged=tuple(name for name in entries if name not in written),
-        parts_deleted=tuple(deleted),
-        catalog_written=catalog_written,
-        seconds=time.monotonic() - started,
-        verify=None,
+    stage = _stage_zip if layout == "zip" else _stage_folder
+    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="oceantaco-taco-") as tmp:
+        release = releases.new_release_id()
+        staged = stage(parts, formatted, output, collection, previous, Path(tmp), release)
+        if staged is None:
+            assert current is not None and previous is not None  # nothing to compare with otherwise
+            report = verify_release(output, catalog, previous, payloads=False) if verify else None
+            return _report(output, layout, parts, current.release, False, previous, None, (), started, report)
+        report = None
+        if verify:
+            report = _audit(output, staged, catalog)
+        published = releases.publish(output, release, current, keep_releases)
+        for key, path in sorted(staged.live_files.items(), key=lambda item: _live_order(item[0])):
+            output.put_file(path, key)
+    deleted = releases.collect_garbage(output, published, _payload_keys(output, layout))
+    return _report(output, layout, parts, release, True, staged.manifest, staged, deleted, started, report)
+
+
+def verify_output(
+    output: Storage, catalog: Catalog, *, inventory: pd.DataFrame | None = None, payloads: bool = True
+) -> VerifyReport:
+    """Verify the live release at ``output`` (``oceantaco verify``): everything, including every payload.
+
+    Expected contents come from the release's manifest, or from ``inventory`` when given.
+    """
+    current = releases.read_current(output)
+    if current is None:
+        raise FileNotFoundError(f"{output.url_of(releases.CURRENT_KEY)}: no published release to verify")
+    manifest = releases.read_manifest(output, current.release)
+    expected = None if inventory is None else expected_from_inventory(inventory, catalog)
+    return verify_release(output, catalog, manifest, payloads=payloads, expected=expected)
+
+
+def verify_release(
+    output: Storage,
+    catalog: Catalog,
+    manifest: dict[str, Any],
+    *,
+    payloads: bool,
+    expected: Expected | None = None,
+) -> VerifyReport:
+    """Verify the live dataset (what ``tacoreader.load(<output>)`` opens) against a release manifest.
+
+    The live catalog files must be the release's own. With ``payloads`` every tile is hashed; without,
+    only structure, metadata and container sizes are checked.
+    """
+    started = time.monotonic()
+    stale = [key for key in _checked_live_keys(manifest) if not _holds(output, key, manifest["live"][key])]
+    zip_layout = manifest["layout"] == "zip"
+    staged = _Staged(
+        manifest=manifest,
+        live_files={},
+        dataset_path=output.url,
+        base_path=None,
+        locate=zip_locator(manifest["parts"]) if zip_layout else folder_locator,
+        hash_containers=None if payloads else set(),
     )
-    logger.info(
-        "TACO at %s: %d parts written, %d unchanged, %d deleted, catalog %s (%.1f s)",
+    try:
+        report = _audit(output, staged, catalog, expected=expected, started=started)
+    except TacoVerificationError as exc:
+        failures = exc.report.failures
+        if not stale:
+            raise
+    else:
+        if not stale:
+            return report
+        failures = ()
+    problems = tuple(f"{key} is not the one release {manifest['release']} published" for key in stale)
+    raise TacoVerificationError(
         output.url,
-        len(written),
-        len(report.parts_unchanged),
-        len(deleted),
-        "written" if catalog_written else "unchanged",
-        report.seconds,
+        VerifyReport(0, 0, 0, 0, 0, time.monotonic() - started, problems + tuple(failures)),
     )
-    if verify:
-        report = dataclasses.replace(report, verify=verify_taco(output, inventory, catalog))
-    return report
 
 
 def read_slots(output: Storage) -> list[dict[str, Any]]:
-    """Every (day, region, slot, available, vsi) row of the dataset, read the multi-part-safe way."""
-    # A build in this process may have replaced files tacoreader cached (COLLECTION.json, catalog levels).
-    tacoreader.clear_cache()
-    with tacoreader.load(output.url, cache=False) as dataset:
-        return dataset.sql(_ROWS_SQL).to_pylist()
+    """Every (day, region, slot, available, vsi) of the live dataset, read the multi-part-safe way."""
+    rows = read_rows(open_dataset(output.url))
+    keys = ("day", "region", "available", "vsi")
+    return [{key: row[key] for key in keys} | {"slot": row["id"]} for row in rows]
 
 
-def verify_taco(output: Storage, inventory: pd.DataFrame, catalog: Catalog) -> VerifyReport:
-    """Read the dataset back with tacoreader and check it against the inventory it was built from.
-
-    Checks days, the 8 regions per day in order, slot ids and ``available`` per region in catalog order,
-    and the sha256 of every payload (bytes fetched from the ``/vsisubfile/`` location the reader gives).
-    The first payload of each product is also opened with xarray. Raises ``TacoVerificationError``.
-    """
-    started = time.monotonic()
-    parts = _plan(inventory, catalog)
+def _audit(
+    output: Storage,
+    staged: _Staged,
+    catalog: Catalog,
+    *,
+    expected: Expected | None = None,
+    started: float | None = None,
+) -> VerifyReport:
+    """Read a (staged or live) release with tacoreader and verify it; raises ``TacoVerificationError``."""
+    started = time.monotonic() if started is None else started
+    expected = expected or expected_of(staged.manifest)
     try:
-        rows = read_slots(output)
+        rows = read_rows(open_dataset(staged.dataset_path, staged.base_path))
     except Exception as exc:
-        failure = f"tacoreader cannot read it: {exc}"
+        failure = f"tacoreader cannot read {staged.dataset_path}: {exc}"
         report = VerifyReport(0, 0, 0, 0, 0, time.monotonic() - started, (failure,))
         raise TacoVerificationError(output.url, report) from exc
 
-    got: dict[str, dict[str, list[tuple[str, bool]]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        got[row["day"]][row["region"]].append((row["slot"], row["available"]))
-    failures = _check_structure(got, parts)
-    checked, opened, payload_failures = _check_payloads(rows, parts, output)
-    failures += payload_failures
-    report = VerifyReport(
-        days=len(got),
-        regions=sum(len(regions) for regions in got.values()),
-        payloads_checked=checked,
-        payloads_opened=opened,
-        placeholders=sum(not row["available"] for row in rows),
+    def read(key: str, offset: int, size: int | None) -> bytes:
+        return output.read_bytes(key) if size is None else output.read_range(key, offset, size)
+
+    return verify(
+        output.url,
+        rows,
+        expected,
+        catalog,
+        staged.locate,
+        read,
+        container_size=output.size,
+        hash_containers=staged.hash_containers,
+        started=started,
+    )
+
+
+def _report(
+    output: Storage,
+    layout: Layout,
+    parts: list[_Part],
+    release: str,
+    published: bool,
+    manifest: dict[str, Any],
+    staged: _Staged | None,
+    deleted: tuple[str, ...] | list[str],
+    started: float,
+    verified: VerifyReport | None,
+) -> BuildReport:
+    all_slots = [slot for part in parts for _, _, slot in part.all_slots()]
+    tiles = sum(slot.row is not None for slot in all_slots)
+    written = tuple(staged.parts_written) if staged else ()
+    names = tuple(manifest.get("parts", {}))
+    report = BuildReport(
+        url=output.url,
+        layout=layout,
+        release=release,
+        published=published,
+        days=sum(len(part.days) for part in parts),
+        tiles=tiles,
+        placeholders=len(all_slots) - tiles,
+        parts_written=written,
+        parts_unchanged=tuple(name for name in names if name not in written),
+        tiles_uploaded=staged.tiles_uploaded if staged else 0,
+        objects_deleted=tuple(deleted),
         seconds=time.monotonic() - started,
-        failures=tuple(failures),
+        verify=verified,
     )
-    if failures:
-        raise TacoVerificationError(output.url, report)
-    logger.info(
-        "verified %s: %d days, %d payloads (%.1f s)", output.url, report.days, checked, report.seconds
-    )
+    logger.info("%s", report.summary())
     return report
 
 
-def _check_structure(got: dict[str, dict[str, list[tuple[str, bool]]]], parts: list[_Part]) -> list[str]:
-    """Days, regions in order, and (slot id, available) per region in catalog order."""
-    failures = []
-    want_days = [_day_id(day) for part in parts for day in part.days]
-    if list(got) != want_days:
-        failures.append(
-            f"days: expected {want_days[0]}..{want_days[-1]} ({len(want_days)}), found {list(got)}"
-        )
-    for day, regions in got.items():
-        if list(regions) != list(REGION_NAMES):
-            failures.append(f"{day}: regions {list(regions)}, expected {list(REGION_NAMES)}")
+def _stage_zip(
+    parts: list[_Part],
+    formatted: Storage,
+    output: Storage,
+    collection: dict[str, Any],
+    previous: dict[str, Any] | None,
+    workdir: Path,
+    release: str,
+) -> _Staged | None:
+    """Write the months whose inputs changed as new parts, and stage a catalog over all parts."""
+    old_parts: dict[str, dict[str, Any]] = previous["parts"] if previous else {}
+    local = workdir / "parts"
+    local.mkdir()
+    empty = workdir / "empty"
+    empty.touch()
+    entries: dict[str, dict[str, Any]] = {}
+    written: list[str] = []
     for part in parts:
-        for (day, name), slots in part.slots.items():
-            want = [(slot.id, slot.row is not None) for slot in slots]
-            found = got.get(_day_id(day), {}).get(name, [])
-            if found != want:
-                failures.append(f"{_day_id(day)}/{name}: slots {found}, expected {want}")
-    return failures
-
-
-def _check_payloads(
-    rows: list[dict[str, Any]], parts: list[_Part], output: Storage
-) -> tuple[int, int, list[str]]:
-    """(checked, opened, failures) for every available payload at the location the reader reports.
-
-    Range reads run in a few threads: on an object store each one is a request.
-    """
-    want_sha = {
-        (_day_id(day), name, slot.id): slot.row["sha256"]
-        for part in parts
-        for (day, name), slots in part.slots.items()
-        for slot in slots
-        if slot.row is not None
-    }
-    part_names = {part.name for part in parts}
-    failures: list[str] = []
-    jobs: list[tuple[str, str, int, int, str, bool]] = []  # where, part, offset, size, sha256, open it
-    first_of_product: set[str] = set()
-    for row in rows:
-        key = (row["day"], row["region"], row["slot"])
-        if not row["available"] or key not in want_sha:
-            continue  # reported by _check_structure
-        match = _VSISUBFILE.fullmatch(row["vsi"] or "")
-        part = match.group(3).rsplit("/", 1)[-1] if match else None
-        if match is None or part not in part_names:
-            failures.append(f"{'/'.join(key)}: unexpected payload location {row['vsi']!r}")
+        digest = _digest([LAYOUT_VERSION, collection, part.records()])
+        name = f"{PART_PREFIX}{part.month}_{digest[:16]}{PART_SUFFIX}"
+        if name in old_parts:
+            entries[name] = old_parts[name]
             continue
-        open_it = row["slot"] not in first_of_product
-        first_of_product.add(row["slot"])
-        jobs.append(("/".join(key), part, int(match.group(1)), int(match.group(2)), want_sha[key], open_it))
-
-    def check(job: tuple[str, str, int, int, str, bool]) -> str | None:
-        where, part, offset, size, sha256, open_it = job
-        data = output.read_range(part, offset, size)
-        if hashlib.sha256(data).hexdigest() != sha256:
-            return f"{where}: payload sha256 differs from the inventory ({part} at offset {offset})"
-        if open_it:
-            try:
-                xr.open_dataset(io.BytesIO(data), engine="h5netcdf").close()
-            except Exception as exc:
-                return f"{where}: xarray cannot open the payload: {exc}"
+        size = output.size(name)
+        if size is None:
+            path = _write_taco(part.days, part.slots, local / name, "zip", collection, formatted, empty)
+            result = output.put_file(path, name)
+            sha256, size = result.sha256, result.size
+            logger.info("wrote %s (%d days, %d bytes)", output.url_of(name), len(part.days), size)
+        else:
+            # Left by a build that stopped before publishing; uploads are atomic, and the audit hashes it.
+            sha256 = output.sha256(name)
+        written.append(name)
+        entries[name] = {
+            "month": part.month,
+            "inputs_digest": digest,
+            "sha256": sha256,
+            "size": size,
+            "days": [day_id(day) for day in part.days],
+            "tiles": part.tiles(),
+        }
+    catalog_digest = _digest(
+        [LAYOUT_VERSION, collection, sorted((n, e["sha256"]) for n, e in entries.items())]
+    )
+    if (
+        previous is not None
+        and previous["catalog_digest"] == catalog_digest
+        and _live_intact(output, previous)
+    ):
         return None
+    catalog_dir = _write_catalog(list(entries), entries, output, workdir)
+    live = {f"{CATALOG_DIR}/{path.name}": path for path in catalog_dir.iterdir()}
+    for key, path in sorted(live.items(), key=lambda item: _live_order(item[0])):
+        output.put_file(path, releases.release_key(release, key))
+    manifest = _manifest(release, "zip", catalog_digest, live, objects=sorted(entries), parts=entries)
+    releases.write_manifest(output, release, manifest)
+    staged = _Staged(
+        manifest=manifest,
+        live_files=live,
+        dataset_path=output.url_of(releases.release_key(release, CATALOG_DIR)),
+        base_path=output.url,
+        locate=zip_locator(entries),
+        hash_containers=set(written),
+    )
+    staged.parts_written = written
+    return staged
 
-    with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-        problems = list(pool.map(check, jobs))
-    failures += [problem for problem in problems if problem is not None]
-    opened = sum(job[5] and problem is None for job, problem in zip(jobs, problems, strict=True))
-    return len(jobs), opened, failures
+
+def _stage_folder(
+    parts: list[_Part],
+    formatted: Storage,
+    output: Storage,
+    collection: dict[str, Any],
+    previous: dict[str, Any] | None,
+    workdir: Path,
+    release: str,
+) -> _Staged | None:
+    """Upload new and changed tiles to ``DATA/``, and stage the FOLDER metadata of the whole dataset."""
+    catalog_digest = _digest([LAYOUT_VERSION, "folder", collection, [part.records() for part in parts]])
+    if (
+        previous is not None
+        and previous["catalog_digest"] == catalog_digest
+        and _live_intact(output, previous)
+    ):
+        return None
+    old_tiles: dict[str, str] = previous["tiles"] if previous else {}
+    old_objects = set(previous["objects"]) if previous else set()
+    empty = workdir / "empty"
+    empty.touch()
+    uploaded: list[str] = []
+    objects: list[str] = []
+    tiles: dict[str, str] = {}
+    for part in parts:
+        for day, name, slot in part.all_slots():
+            key = f"DATA/{day_id(day)}/{name}/{slot.id}"
+            objects.append(key)
+            if slot.row is None:
+                if key not in old_objects:
+                    output.write_bytes(key, b"")
+                continue
+            sha256 = slot.row["sha256"]
+            tiles[slot_key(day_id(day), name, slot.id)] = sha256
+            if old_tiles.get(slot_key(day_id(day), name, slot.id)) == sha256 and key in old_objects:
+                continue
+            with formatted.local_copy(slot.row["relative_path"]) as path:
+                _check_tile(formatted, slot.row, path)
+                output.put_file(path, key)
+            uploaded.append(key)
+    days = [day for part in parts for day in part.days]
+    slots = {key: value for part in parts for key, value in part.slots.items()}
+    tree = _write_taco(tuple(days), slots, workdir / "tree", "folder", collection, None, empty)
+    live = {_COLLECTION_JSON: tree / _COLLECTION_JSON} | {key: tree / key for key in _FOLDER_METADATA}
+    old_live: dict[str, str] = previous["live"] if previous else {}
+    for path in sorted((tree / "DATA").rglob("__meta__")):
+        key = path.relative_to(tree).as_posix()
+        objects.append(key)
+        live[key] = path
+    for key in (_COLLECTION_JSON, *_FOLDER_METADATA):
+        output.put_file(live[key], releases.release_key(release, key))
+    manifest = _manifest(
+        release,
+        "folder",
+        catalog_digest,
+        live,
+        objects=sorted(objects),
+        days=[day_id(d) for d in days],
+        tiles=tiles,
+    )
+    releases.write_manifest(output, release, manifest)
+    # __meta__ files that did not change are not uploaded again.
+    changed = {
+        k: p for k, p in live.items() if not k.endswith("__meta__") or old_live.get(k) != manifest["live"][k]
+    }
+    staged = _Staged(
+        manifest=manifest,
+        live_files=changed,
+        dataset_path=str(tree),
+        base_path=None,
+        locate=folder_locator,
+        hash_containers=set(uploaded),
+    )
+    staged.tiles_uploaded = len(uploaded)
+    return staged
+
+
+def _manifest(
+    release: str,
+    layout: Layout,
+    catalog_digest: str,
+    live: dict[str, Path],
+    objects: list[str],
+    **contents: Any,
+) -> dict[str, Any]:
+    return {
+        "release": release,
+        "layout": layout,
+        "layout_version": LAYOUT_VERSION,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "catalog_digest": catalog_digest,
+        "live": {key: _sha256_file(path) for key, path in live.items()},
+        "objects": objects,
+        **contents,
+    }
+
+
+def _live_order(key: str) -> tuple[bool, bool, str]:
+    """COLLECTION.json last: tacoreader's remote cache re-reads a catalog only when it changes."""
+    name = key.rsplit("/", 1)[-1]
+    return name == _COLLECTION_JSON, key.startswith("METADATA/") or key.startswith(CATALOG_DIR), key
+
+
+def _checked_live_keys(manifest: dict[str, Any]) -> list[str]:
+    """Live catalog files worth checking on every build (a FOLDER's thousands of __meta__ files are not)."""
+    return [key for key in manifest["live"] if not key.endswith("__meta__")]
+
+
+def _live_intact(output: Storage, manifest: dict[str, Any]) -> bool:
+    return all(_holds(output, key, manifest["live"][key]) for key in _checked_live_keys(manifest))
+
+
+def _holds(output: Storage, key: str, sha256: str) -> bool:
+    return output.exists(key) and output.sha256(key) == sha256
+
+
+def _payload_keys(output: Storage, layout: Layout) -> list[str]:
+    """The payload objects of the layout now in storage: root-level parts, or everything under DATA/."""
+    if layout == "zip":
+        return [k for k in output.list(suffix=PART_SUFFIX) if "/" not in k and k.startswith(PART_PREFIX)]
+    return output.list("DATA")
+
+
+def _sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _check_tile(formatted: Storage, row: dict[str, Any], path: Path) -> None:
+    """A tile's bytes must still match the sha256 its inventory row records."""
+    actual = _sha256_file(path)
+    if actual != row["sha256"]:
+        raise TacoBuildError(
+            f"{formatted.url_of(row['relative_path'])}: sha256 {actual} differs from the inventory's "
+            f"{row['sha256']}; the tile changed after the inventory was written (re-run format or compaction)"
+        )
 
 
 def _collection(catalog: Catalog) -> dict[str, Any]:
@@ -486,7 +698,8 @@ def _plan(inventory: pd.DataFrame, catalog: Catalog) -> list[_Part]:
         key = (pd.Timestamp(row["timestamp_file"]).date(), region(row["region"]).name, product.token)
         if key in tiles:
             raise ValueError(
-                f"two inventory rows for one slot: {tiles[key]['relative_path']}, {row['relative_path']}"
+                f"two inventory rows for one slot: {tiles[key]['relative_path']}, {row['relative_path']} "
+                "(resolve duplicates first)"
             )
         tiles[key] = row
     if not tiles:
@@ -496,7 +709,7 @@ def _plan(inventory: pd.DataFrame, catalog: Catalog) -> list[_Part]:
         months[f"{day:%Y_%m}"].append(day)
     return [
         _Part(
-            name=f"{PART_PREFIX}{month}{PART_SUFFIX}",
+            month=month,
             days=tuple(days),
             slots={
                 (day, reg.name): tuple(
@@ -510,25 +723,37 @@ def _plan(inventory: pd.DataFrame, catalog: Catalog) -> list[_Part]:
     ]
 
 
-def _write_part(part: _Part, formatted: Storage, dest: Path, empty: Path, collection: dict[str, Any]) -> Path:
-    """Write one month as a local ``.tacozip`` in dest (tacotoolbox cannot write to object stores)."""
+def _write_taco(
+    days: tuple[dt.date, ...],
+    slots: dict[tuple[dt.date, str], tuple[_Slot, ...]],
+    dest: Path,
+    output_format: Layout,
+    collection: dict[str, Any],
+    formatted: Storage | None,
+    empty: Path,
+) -> Path:
+    """Write days as a local ``.tacozip`` or FOLDER tree at dest (tacotoolbox cannot write to buckets).
+
+    Without ``formatted`` every tile is stood in for by the empty file: FOLDER metadata records paths,
+    not sizes, so the tree's metadata is right while the tiles themselves go straight to the bucket.
+    """
     with ExitStack() as stack:
-        days = []
-        for day in part.days:
+        day_samples = []
+        for day in days:
             start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 1_000_000
             regions = []
             for reg in REGIONS:
-                files = [_file_sample(slot, formatted, stack, empty) for slot in part.slots[(day, reg.name)]]
+                files = [_file_sample(slot, formatted, stack, empty) for slot in slots[(day, reg.name)]]
                 sample = Sample(id=reg.name, path=Tortilla(samples=files))
                 sample.extend_with(
                     ISTAC(crs=CRS, geometry=reg.polygon_wkb, time_start=start, time_end=start + DAY_US - 1)
                 )
                 regions.append(sample)
-            sample = Sample(id=_day_id(day), path=Tortilla(samples=regions))
+            sample = Sample(id=day_id(day), path=Tortilla(samples=regions))
             # An ISO string, as published: readers compare it to 'YYYY-MM-DD' as text.
             sample.extend_with({"stac:time_start": f"{day.isoformat()}T00:00:00+00:00"})
-            days.append(sample)
-        taco = Taco(tortilla=Tortilla(samples=days), **collection)
+            day_samples.append(sample)
+        taco = Taco(tortilla=Tortilla(samples=day_samples), **collection)
         # Taco recomputes the extent from level-1 centroids on construction, so set the real one after it.
         taco.extent = Extent(
             spatial=[
@@ -537,35 +762,27 @@ def _write_part(part: _Part, formatted: Storage, dest: Path, empty: Path, collec
                 max(r.lon_max for r in REGIONS),
                 max(r.lat_max for r in REGIONS),
             ],
-            temporal=[
-                f"{part.days[0].isoformat()}T00:00:00Z",
-                f"{part.days[-1].isoformat()}T23:59:59.999999Z",
-            ],
+            temporal=[f"{days[0].isoformat()}T00:00:00Z", f"{days[-1].isoformat()}T23:59:59.999999Z"],
         )
         # split_size=None: never let tacotoolbox split a month into parts on its own.
         (path,) = tacotoolbox.create(
-            taco, dest / part.name, output_format="zip", split_size=None, consolidate=False
+            taco, dest, output_format=output_format, split_size=None, consolidate=False
         )
     return Path(path)
 
 
-def _file_sample(slot: _Slot, formatted: Storage, stack: ExitStack, empty: Path) -> Sample:
-    """Level-2 sample of a slot; a tile's bytes must still match the sha256 its inventory row records."""
+def _file_sample(slot: _Slot, formatted: Storage | None, stack: ExitStack, empty: Path) -> Sample:
+    """Level-2 sample of a slot: the tile (checked against its sha256), its stand-in, or a placeholder."""
     columns = pa.table({name: [value] for name, value in slot.columns.items()}, schema=_FILE_SCHEMA)
     if slot.row is None:
         sample = Sample(id=slot.id, path=empty)
         sample.extend_with(columns)
         sample.extend_with(_NULL_ISTAC)
         return sample
-    key = slot.row["relative_path"]
-    path = stack.enter_context(formatted.local_copy(key))
-    with path.open("rb") as f:
-        actual = hashlib.file_digest(f, "sha256").hexdigest()
-    if actual != slot.row["sha256"]:
-        raise TacoBuildError(
-            f"{formatted.url_of(key)}: sha256 {actual} differs from the inventory's {slot.row['sha256']}; "
-            "the tile changed after the inventory was written (re-run format or compaction)"
-        )
+    path = empty
+    if formatted is not None:
+        path = stack.enter_context(formatted.local_copy(slot.row["relative_path"]))
+        _check_tile(formatted, slot.row, path)
     geometry, time_start, time_end = slot.footprint
     sample = Sample(id=slot.id, path=path)
     sample.extend_with(columns)
@@ -576,18 +793,17 @@ def _file_sample(slot: _Slot, formatted: Storage, stack: ExitStack, empty: Path)
 
 
 def _write_catalog(
-    parts: list[_Part], entries: dict[str, dict[str, Any]], output: Storage, workdir: Path
-) -> dict[str, dict[str, Any]]:
-    """Rebuild ``.tacocat`` over all parts and upload it; returns sha256/size per uploaded key.
+    names: list[str], entries: dict[str, dict[str, Any]], output: Storage, workdir: Path
+) -> Path:
+    """Build ``.tacocat`` over all parts in workdir; returns its directory.
 
-    Parts not rebuilt in this run are stood in for by metadata-only replicas. ``validate_schema`` is off
+    Parts not written in this run are stood in for by metadata-only replicas. ``validate_schema`` is off
     because it compares each part's first-day slot ids (``argo.nc`` vs ``argo.missing``); the columns are
-    the same by construction (``_FILE_SCHEMA``) and ``verify_taco`` checks every slot.
+    the same by construction (``_FILE_SCHEMA``) and the audit checks every slot.
     """
     local = workdir / "parts"
     inputs = [
-        local / part.name if (local / part.name).exists() else _metadata_replica(output, part.name, local)
-        for part in parts
+        local / name if (local / name).exists() else _metadata_replica(output, name, local) for name in names
     ]
     tacotoolbox.create_tacocat(inputs, workdir, validate_schema=False)
     catalog_dir = workdir / CATALOG_DIR
@@ -596,16 +812,10 @@ def _write_catalog(
     # Remote readers cache the catalog until COLLECTION.json's ETag changes, and a rebuilt part can change
     # offsets without changing anything else here: the part checksums make the file change with them.
     collection["oceantaco:parts"] = [
-        {"file": part.name, "sha256": entries[part.name]["sha256"], "size": entries[part.name]["size"]}
-        for part in parts
+        {"file": name, "sha256": entries[name]["sha256"], "size": entries[name]["size"]} for name in names
     ]
     collection_path.write_text(json.dumps(collection, indent=1))
-    files: dict[str, dict[str, Any]] = {}
-    # COLLECTION.json last: it is what readers check to see whether the catalog changed.
-    for path in sorted(catalog_dir.iterdir(), key=lambda p: (p.name == _COLLECTION_JSON, p.name)):
-        result = output.put_file(path, f"{CATALOG_DIR}/{path.name}")
-        files[result.key] = {"sha256": result.sha256, "size": result.size}
-    return files
+    return catalog_dir
 
 
 def _metadata_replica(output: Storage, name: str, dest: Path) -> Path:
@@ -627,22 +837,7 @@ def _metadata_replica(output: Storage, name: str, dest: Path) -> Path:
     return path
 
 
-def _read_manifest(output: Storage) -> dict[str, Any]:
-    """The previous build's manifest; an unreadable one only costs a full rebuild."""
-    if not output.exists(MANIFEST_KEY):
-        return {}
-    try:
-        return json.loads(output.read_bytes(MANIFEST_KEY))
-    except ValueError:
-        logger.warning("ignoring unreadable %s; every part is rebuilt", output.url_of(MANIFEST_KEY))
-        return {}
-
-
 def _digest(value: Any) -> str:
     """sha256 of a canonical JSON rendering (bytes as hex)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=bytes.hex)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _day_id(day: dt.date) -> str:
-    return f"{day:%Y_%m_%d}"

@@ -1,15 +1,24 @@
 """The seed CLI's three steps on a local root, without Prefect: flags, dry run, refusals, isolation."""
 
 import datetime as dt
+import hashlib
+import io
 import json
+import re
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import tacoreader
+import xarray as xr
 from typer.testing import CliRunner
 
 from oceantaco.cli import app
-from oceantaco.inventory import read_inventory
+from oceantaco.inventory import SCHEMA, read_inventory
 from oceantaco.storage import Storage
 from oceantaco.synthetic import build_mirror
+from oceantaco.taco import read_slots
 
 DAYS = [dt.date(2024, 3, 1), dt.date(2024, 3, 2)]
 RANGE = ["--start-date", "2024-03-01", "--end-date", "2024-03-02"]
@@ -19,6 +28,18 @@ FORMAT_RANGE = ["--date-min", "2024-03-01", "--date-max", "2024-03-02"]
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
     return build_mirror(tmp_path_factory.mktemp("upstream"), DAYS, l4_resolution=1.0)
+
+
+@pytest.fixture
+def flat(cli):
+    """The CLI's output with rich's line wrapping undone."""
+    return lambda *args, code=0: " ".join(cli(*args, code=code).split())
+
+
+def to_parquet_bytes(inventory: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(inventory, schema=SCHEMA, preserve_index=False), buffer)
+    return buffer.getvalue()
 
 
 def fetchable(mirror) -> int:
@@ -59,7 +80,8 @@ def test_three_steps_then_a_rerun_that_changes_nothing(cli, mirror, tmp_path):
     inventory = read_inventory(Storage(formatted))
     assert (inventory["data_source"] == "l4_ssh").sum() == 16
     out = cli("build", "--data-dir", formatted, "--output-dir", taco)
-    assert "parts written 1" in out and "verified: " in out
+    assert "parts written 1" in out and "verify OK" in out
+    assert "verify OK: 2 day(s), 16 region sample(s)" in cli("verify", taco)
 
     out = cli("download", *RANGE, "--output-dir", raw, "--download")
     assert f"fetched 0 file(s), 0.0 MB; skipped {fetchable(mirror)} already present" in out
@@ -71,7 +93,7 @@ def test_three_steps_then_a_rerun_that_changes_nothing(cli, mirror, tmp_path):
     out = cli("format", *FORMAT_RANGE, "--data-dir", raw, "--output-dir", formatted, "-p", "1")
     assert out.count("│ unchanged") == 10 * 2  # the status cells: 10 products with input x 2 days
     assert outputs() == before
-    assert "parts written 0, unchanged 1" in cli("build", "--data-dir", formatted, "--output-dir", taco)
+    assert "nothing changed" in cli("build", "--data-dir", formatted, "--output-dir", taco)
 
 
 def test_a_bad_raw_file_fails_only_its_day(cli, tmp_path):
@@ -101,11 +123,13 @@ def test_a_bad_raw_file_fails_only_its_day(cli, tmp_path):
     [
         (["download", "--swot-level", "l4"], "must be l2 or l3"),
         (["format", "--only-vars", "nonsense"], "unknown product"),
-        (["build", "--analyze-duplicates-only"], "not implemented yet"),
+        (["build", "--layout", "tar"], "choose one of zip, folder"),
+        (["build", "--resolve-duplicates", "oldest"], "choose one of newest"),
+        (["verify", "/nonexistent/taco"], "no published release to verify"),
         (["download", "--dry-run", "--download"], "mutually exclusive"),
     ],
 )
-def test_unimplemented_or_wrong_options_are_refused(cli, args, message):
+def test_wrong_options_are_refused(cli, args, message):
     assert message in cli(*args, code=2)
 
 
@@ -176,3 +200,63 @@ def test_continue_on_error_lets_the_other_products_finish(cli, tmp_path, monkeyp
     assert "l3_swot failed" in out and any((go_on / "argo").rglob("*.nc"))
     (report,) = (go_on / "logs").glob("download_report_*.json")
     assert [e["product"] for e in json.loads(report.read_text())["errors"]] == ["l3_swot"]
+
+
+def test_duplicates_are_analysed_refused_and_resolved_by_the_newest_processing_time(cli, flat, tmp_path):
+    raw, formatted, taco = (str(tmp_path / n) for n in ("raw", "formatted", "taco"))
+    cli("download", *RANGE, "--output-dir", raw, "--download", "--sources", "l4_ssh")
+    cli("format", *FORMAT_RANGE, "--data-dir", raw, "--output-dir", formatted, "-p", "1")
+    storage = Storage(formatted)
+    inventory = read_inventory(storage)
+    # a second tile for one slot, processed later (e.g. a re-run that wrote under another name)
+    old = inventory.iloc[0].copy()
+    newer = old.copy()
+    newer["relative_path"] = old["relative_path"].replace(".nc", "_rerun.nc")
+    newer["processed_at"] = old["processed_at"] + pd.Timedelta(hours=1)
+    with xr.open_dataset(io.BytesIO(storage.read_bytes(old["relative_path"])), engine="h5netcdf") as ds:
+        tile = bytes(ds.assign_attrs(rerun="yes").to_netcdf(engine="h5netcdf"))
+    storage.write_bytes(newer["relative_path"], tile)
+    newer["sha256"] = hashlib.sha256(tile).hexdigest()
+    with_duplicate = pd.concat([inventory, newer.to_frame().T], ignore_index=True)
+    storage.write_bytes("file_inventory.parquet", to_parquet_bytes(with_duplicate))
+    report_path = str(tmp_path / "reports" / "duplicates.parquet")
+
+    out = flat(
+        "build", "--data-dir", formatted, "--analyze-duplicates-only", "--duplicate-report-path", report_path
+    )
+    assert "whole inventory: Duplicates: 2 of 17 inventory rows" in out
+    assert "1 colliding slot(s)" in out and not (tmp_path / "taco").exists()
+    report = pd.read_parquet(report_path)
+    assert sorted(report["relative_path"]) == sorted([old["relative_path"], newer["relative_path"]])
+    assert report.set_index("relative_path")["keep"].to_dict() == {
+        old["relative_path"]: False,
+        newer["relative_path"]: True,
+    }
+    day = old["timestamp_file"].date()
+    other_day = next(d for d in DAYS if d != day).isoformat()
+    out = flat(
+        "build",
+        "--data-dir",
+        formatted,
+        "--analyze-duplicates-only",
+        "--start-date",
+        other_day,
+        "--end-date",
+        other_day,
+    )
+    assert "selected rows (products and dates of this build): No duplicates" in out
+
+    out = flat("build", "--data-dir", formatted, "--output-dir", taco, code=2)
+    assert "1 slot(s) hold more than one tile" in out and "--resolve-duplicates newest" in out
+    assert not (tmp_path / "taco").exists()
+
+    out = flat("build", "--data-dir", formatted, "--output-dir", taco, "--resolve-duplicates", "newest")
+    assert f"duplicates dropped (newest processing time wins): 1: {old['relative_path']}" in out
+    rows = [r for r in read_slots(Storage(taco)) if r["available"]]
+    assert len(rows) == 16  # l4_ssh, 2 days x 8 regions: the duplicate took no slot of its own
+    ds = tacoreader.load(taco)
+    vsi = ds.read(f"{day:%Y_%m_%d}").read(old["region"]).read("l4_ssh.nc")
+    offset, size, container = re.fullmatch(r"/vsisubfile/(\d+)_(\d+),(.+)", vsi).groups()
+    with open(container, "rb") as f:
+        f.seek(int(offset))
+        assert f.read(int(size)) == tile

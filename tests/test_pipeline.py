@@ -155,7 +155,7 @@ def test_pipeline_on_a_local_root_and_a_rerun_rewrites_nothing(upstream, tmp_pat
     assert report.tiles == check_root(root, upstream)
     before = snapshot(root)
     again = pipeline(DAYS[0], DAYS[-1], root)
-    assert again.parts_written == () and not again.catalog_written
+    assert again.parts_written == () and not again.published
     assert snapshot(root) == before  # same objects, same bytes, not even rewritten (same mtimes)
 
 

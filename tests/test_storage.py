@@ -311,6 +311,17 @@ def test_delete(storage: Storage) -> None:
     assert storage.read_bytes("d/two.nc") == b"2"
 
 
+def test_delete_tree(storage: Storage) -> None:
+    for key in ("r/1/a.json", "r/1/sub/b.parquet", "r/2/a.json", "r1.json"):
+        storage.write_bytes(key, b"x")
+
+    storage.delete_tree("r/1")
+    storage.delete_tree("r/1")  # already gone: no error
+
+    assert storage.list() == ["r/2/a.json", "r1.json"]
+    assert storage.list_dirs("r") == ["2"]
+
+
 # ---- copy_from between backends ------------------------------------------------------------------------
 
 COPY_PAIRS = [("local", "s3"), ("memory", "gcs"), ("s3", "local"), ("gcs", "memory"), ("s3", "gcs")]

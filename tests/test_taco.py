@@ -1,17 +1,19 @@
-"""TACO packaging: a tiny formatted root (2 products over 3 days in 2 months) built, read back and rebuilt."""
+"""TACO packaging: a tiny formatted root (2 products over 3 days in 2 months) built, read back, rebuilt,
+audited before publishing, and kept for a number of releases."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import tacoreader
 import xarray as xr
@@ -19,18 +21,13 @@ import xarray as xr
 from oceantaco.catalog import load_catalog
 from oceantaco.inventory import TileRecord, to_table
 from oceantaco.regions import REGION_NAMES, REGIONS, region
+from oceantaco.releases import CURRENT_KEY, read_current, read_manifest
 from oceantaco.storage import Storage
-from oceantaco.taco import (
-    MANIFEST_KEY,
-    TacoBuildError,
-    TacoVerificationError,
-    build_taco,
-    verify_taco,
-)
+from oceantaco.taco import TacoBuildError, build_taco, verify_output
+from oceantaco.verify import TacoVerificationError
 
 CATALOG = load_catalog()
 DAYS = (dt.date(2024, 1, 31), dt.date(2024, 2, 1), dt.date(2024, 2, 2))
-JANUARY, FEBRUARY = "OceanTACO_2024_01.tacozip", "OceanTACO_2024_02.tacozip"
 # argo exists only here; l4_ssh everywhere. 2024-02-01 has no argo tile at all.
 ARGO = {(DAYS[0], "NORTH_ATLANTIC"), (DAYS[0], "NORTH_PACIFIC_EAST"), (DAYS[2], "SOUTH_INDIAN")}
 VSISUBFILE = re.compile(r"/vsisubfile/(\d+)_(\d+),(.+)")
@@ -143,19 +140,51 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     return tiles, output, report
 
 
-def test_build_writes_two_monthly_parts_a_catalog_and_a_manifest(built) -> None:
-    tiles, output, report = built
-    assert output.list() == [
-        ".tacocat/COLLECTION.json",
-        ".tacocat/level0.parquet",
-        ".tacocat/level1.parquet",
-        ".tacocat/level2.parquet",
-        JANUARY,
-        FEBRUARY,
-        MANIFEST_KEY,
+def part(output: Storage, month: str) -> str:
+    """The one part of a month at the root (its name ends in the digest of its inputs)."""
+    (name,) = [
+        k for k in output.list(suffix=".tacozip") if k.startswith(f"OceanTACO_{month}_") and "/" not in k
     ]
-    assert report.parts_written == (JANUARY, FEBRUARY)
-    assert report.catalog_written
+    return name
+
+
+def parts(output: Storage) -> list[str]:
+    return [k for k in output.list(suffix=".tacozip") if "/" not in k]
+
+
+def release_dirs(output: Storage) -> list[str]:
+    return output.list_dirs("releases")
+
+
+def test_build_writes_monthly_parts_a_live_catalog_and_a_published_release(built) -> None:
+    tiles, output, report = built
+    january, february = part(output, "2024_01"), part(output, "2024_02")
+    current = read_current(output)
+    assert current is not None and current.history == (current.release,)
+    release = current.release
+    assert output.list() == sorted(
+        [
+            ".tacocat/COLLECTION.json",
+            ".tacocat/level0.parquet",
+            ".tacocat/level1.parquet",
+            ".tacocat/level2.parquet",
+            CURRENT_KEY,
+            january,
+            february,
+            f"releases/{release}/.tacocat/COLLECTION.json",
+            f"releases/{release}/.tacocat/level0.parquet",
+            f"releases/{release}/.tacocat/level1.parquet",
+            f"releases/{release}/.tacocat/level2.parquet",
+            f"releases/{release}/manifest.json",
+        ]
+    )
+    # the live catalog is the release's own
+    for name in ("COLLECTION.json", "level0.parquet", "level1.parquet", "level2.parquet"):
+        assert output.read_bytes(f".tacocat/{name}") == output.read_bytes(
+            f"releases/{release}/.tacocat/{name}"
+        )
+    assert report.published and report.release == release
+    assert report.parts_written == (january, february)
     assert (report.days, report.tiles, report.placeholders) == (
         3,
         len(tiles.data),
@@ -163,14 +192,16 @@ def test_build_writes_two_monthly_parts_a_catalog_and_a_manifest(built) -> None:
     )
     assert report.verify is not None and report.verify.failures == ()
     assert report.verify.payloads_checked == len(tiles.data)
-    assert report.verify.payloads_opened == 2  # the first l4_ssh and argo payloads
-    manifest = json.loads(output.read_bytes(MANIFEST_KEY))
-    assert manifest["parts"][FEBRUARY]["days"] == ["2024_02_01", "2024_02_02"]
+    # the first payload of each product, and of each part: l4_ssh and argo in January, l4_ssh in February
+    assert report.verify.payloads_opened == 3
+    manifest = read_manifest(output, release)
+    assert manifest["objects"] == [january, february]
+    assert manifest["parts"][february]["days"] == ["2024_02_01", "2024_02_02"]
     assert (
-        manifest["parts"][JANUARY]["tiles"]["2024_01_31/NORTH_ATLANTIC/argo.nc"]
+        manifest["parts"][january]["tiles"]["2024_01_31/NORTH_ATLANTIC/argo.nc"]
         == hashlib.sha256(tiles.data[(DAYS[0], "NORTH_ATLANTIC", "argo")]).hexdigest()
     )
-    assert manifest["parts"][FEBRUARY]["sha256"] == output.sha256(FEBRUARY)
+    assert manifest["parts"][february]["sha256"] == output.sha256(february)
 
 
 def test_navigation_lists_days_regions_and_every_slot_in_catalog_order(built) -> None:
@@ -198,7 +229,7 @@ def test_payloads_read_back_byte_identical(built) -> None:
     ds = tacoreader.load(output.url)
     for (day, name, token), data in tiles.data.items():
         vsi = ds.read(f"{day:%Y_%m_%d}").read(name).read(CATALOG[token].output_id)
-        assert vsi.endswith(JANUARY if day.month == 1 else FEBRUARY)
+        assert vsi.endswith(part(output, f"{day:%Y_%m}"))
         assert _payload(vsi) == data
     day, name = DAYS[2], "SOUTH_INDIAN"
     vsi = ds.read(f"{day:%Y_%m_%d}").read(name).read("argo.nc")
@@ -220,20 +251,6 @@ def test_selecting_argo_never_returns_a_placeholder(built) -> None:
     for row in argo:
         day = dt.datetime.strptime(row["l0:id"], "%Y_%m_%d").date()
         assert _payload(row["gdal_vsi"]) == tiles.data[(day, row["l1:id"], "argo")]
-    # SQL on the level tables, joined on the part each row comes from
-    rows = ds.sql(
-        """
-        SELECT d.id AS day, r.id AS region, f.available, f.data_source
-        FROM level2 f
-        JOIN level1 r ON f."internal:parent_id" = r."internal:current_id"
-                     AND f."internal:source_file" = r."internal:source_file"
-        JOIN level0 d ON r."internal:parent_id" = d."internal:current_id"
-                     AND r."internal:source_file" = d."internal:source_file"
-        WHERE f.id = 'argo.nc' ORDER BY day, region
-        """
-    ).to_pylist()
-    assert [(row["day"], row["region"]) for row in rows] == want
-    assert all(row["available"] and row["data_source"] == "argo" for row in rows)
 
 
 def test_collection_metadata_has_the_real_extent(built) -> None:
@@ -241,68 +258,176 @@ def test_collection_metadata_has_the_real_extent(built) -> None:
     collection = tacoreader.load(output.url).collection
     assert collection["id"] == "sea_surface_state_regionalized"
     assert collection["licenses"] == ["CC-BY-4.0"]
+    assert {p["name"] for p in collection["providers"]} >= {"Copernicus Marine Service", "Argo GDAC"}
     assert collection["extent"] == {
         "spatial": [-180.0, -90.0, 180.0, 90.0],
         "temporal": ["2024-01-31T00:00:00Z", "2024-02-02T23:59:59.999999Z"],
     }
-    assert [p["file"] for p in collection["oceantaco:parts"]] == [JANUARY, FEBRUARY]
+    assert [p["file"] for p in collection["oceantaco:parts"]] == [
+        part(output, "2024_01"),
+        part(output, "2024_02"),
+    ]
 
 
-def test_second_build_rewrites_nothing(tmp_path: Path) -> None:
-    tiles = make_tiles(tmp_path / "formatted")
-    output = Storage(str(tmp_path / "output"))
-    build_taco(tiles.inventory, tiles.formatted, output, CATALOG, verify=False)
-    before = {
+def test_verify_output_checks_the_live_release_in_full(built) -> None:
+    tiles, output, _ = built
+    report = verify_output(output, CATALOG)
+    assert report.failures == () and report.payloads_checked == len(tiles.data)
+    assert (report.days, report.regions, report.placeholders) == (3, 24, 3 * 8 * 11 - len(tiles.data))
+    # against the inventory instead of the release manifest: the same
+    assert verify_output(output, CATALOG, inventory=tiles.inventory).payloads_checked == len(tiles.data)
+
+
+def _snapshot(output: Storage) -> dict[str, tuple[str, int]]:
+    return {
         key: (output.sha256(key), Path(output.full_path(key)).stat().st_mtime_ns) for key in output.list()
     }
 
-    report = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, verify=False)
 
-    assert report.parts_written == () and report.parts_deleted == ()
-    assert report.parts_unchanged == (JANUARY, FEBRUARY)
-    assert not report.catalog_written
-    after = {
-        key: (output.sha256(key), Path(output.full_path(key)).stat().st_mtime_ns) for key in output.list()
-    }
-    assert after == before
-
-
-def test_changed_february_tile_rebuilds_only_february_then_the_catalog(tmp_path: Path) -> None:
+def test_second_build_rewrites_nothing_and_publishes_no_release(tmp_path: Path) -> None:
     tiles = make_tiles(tmp_path / "formatted")
     output = Storage(str(tmp_path / "output"))
     first = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, verify=False)
-    january = output.sha256(JANUARY)
-    manifest = json.loads(output.read_bytes(MANIFEST_KEY))
+    before = _snapshot(output)
+
+    report = build_taco(tiles.inventory, tiles.formatted, output, CATALOG)
+
+    assert not report.published and report.release == first.release
+    assert report.parts_written == () and report.objects_deleted == ()
+    assert report.parts_unchanged == (part(output, "2024_01"), part(output, "2024_02"))
+    # verified without re-hashing payloads that were checked when they were published
+    assert report.verify is not None and report.verify.payloads_checked == 0 and report.verify.days == 3
+    assert _snapshot(output) == before
+
+
+def test_changed_tile_writes_a_new_february_part_and_keeps_the_old_release_readable(tmp_path: Path) -> None:
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(str(tmp_path / "output"))
+    first = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, verify=False)
+    january, old_february = part(output, "2024_01"), part(output, "2024_02")
+    january_bytes = output.sha256(january)
+    old_tile = tiles.data[(DAYS[2], "SOUTH_INDIAN", "argo")]
     collection = output.read_bytes(".tacocat/COLLECTION.json")
 
     tiles.replace(DAYS[2], "SOUTH_INDIAN", "argo", value=-5.0)
     report = build_taco(tiles.inventory, tiles.formatted, output, CATALOG)
 
-    assert report.parts_written == (FEBRUARY,) and report.parts_unchanged == (JANUARY,)
-    assert report.catalog_written
-    assert report.verify is not None and report.verify.payloads_checked == first.tiles
-    assert output.sha256(JANUARY) == january
-    new_manifest = json.loads(output.read_bytes(MANIFEST_KEY))
-    assert new_manifest["parts"][JANUARY] == manifest["parts"][JANUARY]
-    assert new_manifest["parts"][FEBRUARY]["sha256"] != manifest["parts"][FEBRUARY]["sha256"]
-    # same days and counts, yet COLLECTION.json changes (part checksums): remote readers' caches key on it
+    new_february = report.parts_written[0]
+    assert report.parts_written == (new_february,) and new_february != old_february
+    assert report.parts_unchanged == (january,) and output.sha256(january) == january_bytes
+    assert report.published and report.release != first.release
+    assert report.verify is not None and report.verify.payloads_checked == 2 * 8 + 1  # February: l4_ssh + one argo
+    assert read_current(output).history == (report.release, first.release)
+    # the live dataset has the new tile; COLLECTION.json changes with the part checksums (reader caches)
     assert output.read_bytes(".tacocat/COLLECTION.json") != collection
     vsi = tacoreader.load(output.url).read("2024_02_02").read("SOUTH_INDIAN").read("argo.nc")
-    assert _payload(vsi) == tiles.data[(DAYS[2], "SOUTH_INDIAN", "argo")]
+    assert vsi.endswith(new_february) and _payload(vsi) == tiles.data[(DAYS[2], "SOUTH_INDIAN", "argo")]
+    # the previous release is still whole: its catalog and its February part are kept
+    tacoreader.clear_cache()
+    old = tacoreader.load(output.url_of(f"releases/{first.release}/.tacocat"), base_path=output.url)
+    vsi = old.read("2024_02_02").read("SOUTH_INDIAN").read("argo.nc")
+    assert vsi.endswith(old_february) and _payload(vsi) == old_tile
 
 
-def test_month_dropped_from_the_inventory_is_deleted(tmp_path: Path) -> None:
+def test_only_the_newest_releases_and_their_parts_are_kept(tmp_path: Path) -> None:
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(str(tmp_path / "output"))
+    published, februaries = [], []
+    for value in (1.0, 2.0, 3.0):
+        tiles.replace(DAYS[1], "NORTH_PACIFIC_EAST", "l4_ssh", value=value)
+        report = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, keep_releases=2, verify=False)
+        published.append(report.release)
+        februaries.append(part(output, "2024_02") if value == 1.0 else report.parts_written[0])
+
+    assert read_current(output).history == (published[2], published[1])
+    assert release_dirs(output) == [published[1], published[2]]
+    assert sorted(parts(output)) == sorted([part(output, "2024_01"), februaries[1], februaries[2]])
+    assert report.objects_deleted == (februaries[0],)
+
+
+def test_month_dropped_from_the_inventory_goes_once_no_release_references_it(tmp_path: Path) -> None:
     tiles = make_tiles(tmp_path / "formatted")
     output = Storage(str(tmp_path / "output"))
     build_taco(tiles.inventory, tiles.formatted, output, CATALOG, verify=False)
+    january = part(output, "2024_01")
     february = tiles.inventory[tiles.inventory["timestamp_file"] >= pd.Timestamp("2024-02-01")]
 
-    report = build_taco(february, tiles.formatted, output, CATALOG)
+    report = build_taco(february, tiles.formatted, output, CATALOG, keep_releases=1)
 
-    assert report.parts_deleted == (JANUARY,) and report.parts_written == ()
-    assert report.catalog_written and report.verify is not None and report.verify.days == 2
-    assert not output.exists(JANUARY)
+    assert report.parts_written == () and report.objects_deleted == (january,)
+    assert report.verify is not None and report.verify.days == 2
+    assert not output.exists(january)
     assert tacoreader.load(output.url).data["id"].to_pylist() == ["2024_02_01", "2024_02_02"]
+
+
+def test_failed_audit_leaves_the_previous_release_live(tmp_path: Path) -> None:
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(str(tmp_path / "output"))
+    first = build_taco(tiles.inventory, tiles.formatted, output, CATALOG)
+    live = {key: output.read_bytes(key) for key in output.list(".tacocat")}
+    good_tile = tiles.data[(DAYS[2], "SOUTH_INDIAN", "argo")]
+    # a tile that matches its inventory row but is not NetCDF: only reading it back shows the problem
+    bad = b"this is not a netcdf file"
+    Path(tiles.formatted.full_path(CATALOG["argo"].tile_key("SOUTH_INDIAN", DAYS[2]))).write_bytes(bad)
+    row = tiles.inventory["relative_path"] == CATALOG["argo"].tile_key("SOUTH_INDIAN", DAYS[2])
+    tiles.inventory.loc[row, ["sha256", "size_bytes"]] = [hashlib.sha256(bad).hexdigest(), len(bad)]
+
+    with pytest.raises(TacoVerificationError, match=r"2024_02_02/SOUTH_INDIAN/argo\.nc: xarray cannot open"):
+        build_taco(tiles.inventory, tiles.formatted, output, CATALOG)
+
+    assert read_current(output).release == first.release
+    assert {key: output.read_bytes(key) for key in output.list(".tacocat")} == live
+    vsi = tacoreader.load(output.url).read("2024_02_02").read("SOUTH_INDIAN").read("argo.nc")
+    assert _payload(vsi) == good_tile
+    (failed,) = [r for r in release_dirs(output) if r != first.release]  # staged, kept for inspection
+    assert verify_output(output, CATALOG).failures == ()
+
+    # fixed: the next build publishes, and the failed release and its part are cleared away
+    tiles.replace(DAYS[2], "SOUTH_INDIAN", "argo", value=7.0)
+    report = build_taco(tiles.inventory, tiles.formatted, output, CATALOG)
+    assert report.published and failed not in release_dirs(output)
+    assert len(parts(output)) == 3  # January, the first February (kept release) and the new February
+
+
+def test_rerun_after_a_crash_before_publishing_converges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oceantaco import releases
+
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(str(tmp_path / "output"))
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("pod killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(releases, "publish", crash)
+        with pytest.raises(KeyboardInterrupt):
+            build_taco(tiles.inventory, tiles.formatted, output, CATALOG)
+    assert not output.exists(CURRENT_KEY) and not output.exists(".tacocat/COLLECTION.json")
+    written = {name: Path(output.full_path(name)).stat().st_mtime_ns for name in parts(output)}
+    assert len(written) == 2
+
+    report = build_taco(tiles.inventory, tiles.formatted, output, CATALOG)
+
+    assert report.published and report.verify is not None
+    assert report.verify.payloads_checked == len(tiles.data)  # parts found in storage are audited again
+    assert {name: Path(output.full_path(name)).stat().st_mtime_ns for name in parts(output)} == written
+    assert len(release_dirs(output)) == 1  # the crashed build's staged release is gone
+    assert verify_output(output, CATALOG).failures == ()
+
+
+def test_a_damaged_live_catalog_is_reported_and_repaired(tmp_path: Path) -> None:
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(str(tmp_path / "output"))
+    build_taco(tiles.inventory, tiles.formatted, output, CATALOG, verify=False)
+    output.delete(".tacocat/level1.parquet")
+
+    with pytest.raises(TacoVerificationError, match=r"\.tacocat/level1\.parquet is not the one release"):
+        verify_output(output, CATALOG)
+    report = build_taco(tiles.inventory, tiles.formatted, output, CATALOG)
+    assert report.published and report.parts_written == ()
+    assert verify_output(output, CATALOG).failures == ()
 
 
 def test_tile_changed_behind_the_inventory_is_refused(tmp_path: Path) -> None:
@@ -327,18 +452,89 @@ def test_verify_reports_a_corrupted_payload(tmp_path: Path) -> None:
     with pytest.raises(
         TacoVerificationError, match=r"2024_01_31/NORTH_ATLANTIC/argo\.nc: payload sha256"
     ) as info:
-        verify_taco(output, tiles.inventory, CATALOG)
+        verify_output(output, CATALOG)
     assert len(info.value.report.failures) == 1
     assert info.value.report.payloads_checked == len(tiles.data)
 
 
-def test_verify_reports_a_missing_day(tmp_path: Path) -> None:
+def test_verify_against_an_inventory_reports_a_missing_day(tmp_path: Path) -> None:
     tiles = make_tiles(tmp_path / "formatted")
     output = Storage(str(tmp_path / "output"))
     january = tiles.inventory[tiles.inventory["timestamp_file"] < pd.Timestamp("2024-02-01")]
     build_taco(january, tiles.formatted, output, CATALOG, verify=False)
     with pytest.raises(TacoVerificationError, match=r"days: expected 2024_01_31\.\.2024_02_02"):
-        verify_taco(output, tiles.inventory, CATALOG)
+        verify_output(output, CATALOG, inventory=tiles.inventory)
+
+
+def test_verify_reports_a_wrong_region_footprint(tmp_path: Path) -> None:
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(str(tmp_path / "output"))
+    build_taco(tiles.inventory, tiles.formatted, output, CATALOG, verify=False)
+    # rewrite the live level-1 table with the footprint of one region swapped for another's
+
+    path = output.full_path(".tacocat/level1.parquet")
+    table = pq.read_table(path)
+    geometry = table["istac:geometry"].to_pylist()
+    geometry[0] = region("SOUTH_INDIAN").polygon_wkb
+    pq.write_table(
+        table.set_column(
+            table.schema.get_field_index("istac:geometry"),
+            "istac:geometry",
+            pa.array(geometry, table.schema.field("istac:geometry").type),
+        ),
+        path,
+    )
+    with pytest.raises(TacoVerificationError, match=r"istac:geometry bounds"):
+        verify_output(output, CATALOG)
+
+
+def test_an_output_of_the_other_layout_is_refused(tmp_path: Path) -> None:
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(str(tmp_path / "output"))
+    build_taco(tiles.inventory, tiles.formatted, output, CATALOG, verify=False)
+    with pytest.raises(ValueError, match=r"holds a 'zip' dataset"):
+        build_taco(tiles.inventory, tiles.formatted, output, CATALOG, layout="folder")
+
+
+# --- FOLDER layout ----------------------------------------------------------------------------------------
+
+
+def test_folder_layout_is_the_published_tree_and_updates_tile_by_tile(tmp_path: Path) -> None:
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(str(tmp_path / "output"))
+
+    first = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, layout="folder")
+
+    assert first.tiles_uploaded == len(tiles.data) and first.verify.payloads_checked == len(tiles.data)
+    keys = set(output.list())
+    assert {"COLLECTION.json", "METADATA/level0.parquet", "METADATA/level2.parquet", CURRENT_KEY} <= keys
+    assert "DATA/2024_02_01/SOUTH_INDIAN/argo.missing" in keys
+    assert (
+        output.read_bytes("DATA/2024_01_31/NORTH_ATLANTIC/argo.nc")
+        == tiles.data[(DAYS[0], "NORTH_ATLANTIC", "argo")]
+    )
+    ds = tacoreader.load(output.url)
+    assert ds.data["id"].to_pylist() == ["2024_01_31", "2024_02_01", "2024_02_02"]
+    path = ds.read("2024_02_02").read("SOUTH_INDIAN").read("argo.nc")
+    assert Path(path).read_bytes() == tiles.data[(DAYS[2], "SOUTH_INDIAN", "argo")]
+    files = ds.read("2024_02_01").read("SOUTH_INDIAN")
+    assert list(zip(files["id"].to_pylist(), files["available"].to_pylist(), strict=True)) == tiles.slots(
+        DAYS[1], "SOUTH_INDIAN"
+    )
+
+    tiles.replace(DAYS[1], "NORTH_ATLANTIC", "l4_ssh", value=-3.0)
+    second = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, layout="folder")
+
+    assert second.published and second.tiles_uploaded == 1 and second.verify.payloads_checked == 1
+    tacoreader.clear_cache()
+    path = tacoreader.load(output.url).read("2024_02_01").read("NORTH_ATLANTIC").read("l4_ssh.nc")
+    assert Path(path).read_bytes() == tiles.data[(DAYS[1], "NORTH_ATLANTIC", "l4_ssh")]
+    assert verify_output(output, CATALOG).payloads_checked == len(tiles.data)
+    third = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, layout="folder")
+    assert not third.published and third.tiles_uploaded == 0
+
+
+# --- object storage ---------------------------------------------------------------------------------------
 
 
 def test_build_on_s3_opens_with_tacoreader_from_the_bucket_prefix(tmp_path: Path, s3_bucket: str) -> None:
@@ -348,20 +544,45 @@ def test_build_on_s3_opens_with_tacoreader_from_the_bucket_prefix(tmp_path: Path
     report = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, scratch_dir=tmp_path)
 
     assert report.verify is not None and report.verify.payloads_checked == len(tiles.data)
-    assert JANUARY in output.list() and ".tacocat/COLLECTION.json" in output.list()
+    february = part(output, "2024_02")
+    assert ".tacocat/COLLECTION.json" in output.list()
     tacoreader.clear_cache()
     ds = tacoreader.load(output.url)
     assert ds.data["id"].to_pylist() == ["2024_01_31", "2024_02_01", "2024_02_02"]
     vsi = ds.read("2024_02_02").read("SOUTH_INDIAN").read("argo.nc")
     offset, size, container = VSISUBFILE.fullmatch(vsi).groups()
-    assert container == f"/vsis3/{s3_bucket.removeprefix('s3://')}/ocean/taco/{FEBRUARY}"
+    assert container == f"/vsis3/{s3_bucket.removeprefix('s3://')}/ocean/taco/{february}"
     assert (
-        output.read_range(FEBRUARY, int(offset), int(size)) == tiles.data[(DAYS[2], "SOUTH_INDIAN", "argo")]
+        output.read_range(february, int(offset), int(size)) == tiles.data[(DAYS[2], "SOUTH_INDIAN", "argo")]
     )
 
     # the catalog of a remote rebuild is made from metadata-only replicas of the unchanged parts
     tiles.replace(DAYS[0], "NORTH_ATLANTIC", "l4_ssh", value=-1.0)
     again = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, scratch_dir=tmp_path)
-    assert again.parts_written == (JANUARY,) and again.catalog_written
+    assert len(again.parts_written) == 1 and again.parts_written[0].startswith("OceanTACO_2024_01_")
     assert again.verify is not None and again.verify.failures == ()
+    assert verify_output(output, CATALOG).payloads_checked == len(tiles.data)
     assert not any(p.name.startswith("oceantaco-taco-") for p in tmp_path.iterdir())
+
+
+def test_failed_audit_on_s3_leaves_the_previous_release_live(tmp_path: Path, s3_bucket: str) -> None:
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(f"{s3_bucket}/ocean/taco")
+    first = build_taco(tiles.inventory, tiles.formatted, output, CATALOG, scratch_dir=tmp_path)
+    bad = b"not netcdf"  # matches its inventory row, so only the audit's xarray open catches it
+    key = CATALOG["l4_ssh"].tile_key("NORTH_ATLANTIC", DAYS[0])
+    Path(tiles.formatted.full_path(key)).write_bytes(bad)
+    row = tiles.inventory["relative_path"] == key
+    tiles.inventory.loc[row, ["sha256", "size_bytes"]] = [hashlib.sha256(bad).hexdigest(), len(bad)]
+
+    with pytest.raises(TacoVerificationError, match="xarray cannot open"):
+        build_taco(tiles.inventory, tiles.formatted, output, CATALOG, scratch_dir=tmp_path)
+
+    assert read_current(output).release == first.release
+    tacoreader.clear_cache()
+    vsi = tacoreader.load(output.url).read("2024_01_31").read("NORTH_ATLANTIC").read("l4_ssh.nc")
+    offset, size, _ = VSISUBFILE.fullmatch(vsi).groups()
+    assert vsi.endswith(first.parts_written[0])
+    good = tiles.data[(DAYS[0], "NORTH_ATLANTIC", "l4_ssh")]
+    assert output.read_range(first.parts_written[0], int(offset), int(size)) == good
+    assert verify_output(output, CATALOG).failures == ()
