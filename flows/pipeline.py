@@ -17,7 +17,7 @@ from oceantaco import steps
 from oceantaco.formatting import FormatResult
 from oceantaco.providers import DayPlan, DownloadError, FileOutcome, is_transient
 from oceantaco.settings import Settings
-from oceantaco.taco import BuildReport
+from oceantaco.taco import DEFAULT_KEEP_RELEASES, BuildReport, Layout
 
 
 def _retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -54,8 +54,17 @@ def compact_inventory(formatted_url: str, products: list[str], days: list[dt.dat
 
 
 @task
-def build_taco(formatted_url: str, output_url: str, products: list[str], verify: bool) -> BuildReport:
-    return steps.build(formatted_url, output_url, products=products, verify=verify)
+def build_taco(
+    formatted_url: str, output_url: str, products: list[str], verify: bool, layout: Layout, keep_releases: int
+) -> BuildReport:
+    return steps.build(
+        formatted_url,
+        output_url,
+        products=products,
+        verify=verify,
+        layout=layout,
+        keep_releases=keep_releases,
+    )
 
 
 def _settle(futures: list[PrefectFuture], what: str) -> tuple[list, int]:
@@ -103,11 +112,17 @@ def format_flow(start: dt.date, end: dt.date, root: str, products: list[str] | N
 
 
 @flow(name="build")
-def build_flow(root: str, products: list[str] | None = None, verify: bool = True) -> BuildReport:
-    """Build the TACO parts and catalog in ``<root>/taco`` from the inventory, then verify them."""
+def build_flow(
+    root: str,
+    products: list[str] | None = None,
+    verify: bool = True,
+    layout: Layout = "zip",
+    keep_releases: int = DEFAULT_KEEP_RELEASES,
+) -> BuildReport:
+    """Build the changed TACO parts and a new catalog in ``<root>/taco``, audit them, then publish."""
     roots = steps.Roots.under(root)
     tokens = [p.token for p in steps.select_products(products)]
-    return build_taco(roots.formatted, roots.taco, tokens, verify)
+    return build_taco(roots.formatted, roots.taco, tokens, verify, layout, keep_releases)
 
 
 @flow(name="oceantaco-pipeline")

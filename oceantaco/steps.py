@@ -245,7 +245,7 @@ def select_inventory(
     start: dt.date | None = None,
     end: dt.date | None = None,
 ) -> pd.DataFrame:
-    """Rows of the given products (tokens) with ``timestamp_file`` in [start, end] (inclusive), fresh index."""
+    """Rows of the given products (tokens) with ``timestamp_file`` in [start, end] (inclusive)."""
     day = inventory["timestamp_file"].dt.date
     keep = day == day
     if products is not None:
