@@ -85,7 +85,16 @@ def _tile_attrs(product: Product, day: dt.date, prov: Provenance) -> dict:
     }
 
 
-def _record(product: Product, day: dt.date, tile: Tile, key: str, sha256: str, size: int, prov: Provenance):
+def _record(
+    product: Product,
+    day: dt.date,
+    tile: Tile,
+    key: str,
+    sha256: str,
+    size: int,
+    prov: Provenance,
+    processed_at: dt.datetime,
+) -> TileRecord:
     deg_lat, deg_lon = tile.resolution_deg or (None, None)
     mean_lat = (tile.bbox[1] + tile.bbox[3]) / 2
     return TileRecord(
@@ -122,6 +131,7 @@ def _record(product: Product, day: dt.date, tile: Tile, key: str, sha256: str, s
         n_time_steps=tile.n_time_steps,
         n_tracks=tile.n_tracks,
         satellite_pass=product.satellite_pass,
+        processed_at=processed_at,
     )
 
 
@@ -153,13 +163,16 @@ def format_product_day(
         return FormatResult(product.token, day, "unchanged")
 
     records, written = [], 0
+    # One processing time for the whole (product, day): its tiles are written together, and a later run's
+    # rows for the same slot must compare newer (duplicates.resolve keeps the newest).
+    processed_at = dt.datetime.now(dt.UTC)
     with ExitStack() as stack:
         paths = [stack.enter_context(raw.local_copy(key)) for key in inputs]
         for tile in get_loader(product).tiles(product, day, paths):
             key = product.tile_key(tile.region.name, day)
             result = formatted.write_bytes(key, tile.to_bytes(_tile_attrs(product, day, prov)))
             written += result.written
-            records.append(_record(product, day, tile, key, result.sha256, result.size, prov))
+            records.append(_record(product, day, tile, key, result.sha256, result.size, prov, processed_at))
     stale = set() if previous is None else set(previous["relative_path"]) - {r.relative_path for r in records}
     write_fragment(formatted, product, day, records)
     for key in sorted(stale):

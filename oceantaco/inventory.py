@@ -62,6 +62,8 @@ SCHEMA = pa.schema(
         ("dataset_version", pa.string()),
         ("software_version", pa.string()),
         ("input_fingerprint", pa.string()),
+        # when the tile was written: "newest processing time wins" when two rows claim one slot
+        ("processed_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 SORT_KEYS = ["timestamp_file", "data_source", "region"]
@@ -102,6 +104,7 @@ class TileRecord:
     n_out_of_range: int = 0
     n_time_steps: int | None = None
     satellite_pass: str | None = None
+    processed_at: dt.datetime | None = None  # UTC; None in rows made before the column existed
 
     def row(self) -> dict:
         values = asdict(self)
@@ -150,6 +153,7 @@ def read_fragment(formatted: Storage, product: Product, day: dt.date) -> pd.Data
 
 
 def read_inventory(storage: Storage, key: str = INVENTORY_NAME) -> pd.DataFrame:
+    """Read the inventory in ``SCHEMA``; columns an older inventory lacks (e.g. ``processed_at``) are null."""
     if not storage.exists(key):
         raise FileNotFoundError(f"no inventory at {storage.url_of(key)}; run the format step first")
     return pq.read_table(io.BytesIO(storage.read_bytes(key)), schema=SCHEMA).to_pandas()
