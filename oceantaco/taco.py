@@ -34,6 +34,7 @@ placeholder ``<stem>.missing`` with ``available = False``, which no reader asks 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -245,6 +246,23 @@ class _Part:
         return [(day, name, slot) for (day, name), slots in self.slots.items() for slot in slots]
 
 
+@dataclass(frozen=True)
+class _Build:
+    """What a layout's stage step works from."""
+
+    parts: list[_Part]
+    formatted: Storage
+    output: Storage
+    collection: dict[str, Any]
+    previous: dict[str, Any] | None  # the live release's manifest
+    workdir: Path
+    release: str  # id of the release to stage
+
+    def unpack(self) -> tuple[Any, ...]:
+        """The fields in order, without the deep copy ``dataclasses.astuple`` makes."""
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
 @dataclass
 class _Staged:
     """A release written under ``releases/<id>/`` but not live yet, with what it takes to audit it."""
@@ -312,7 +330,7 @@ def build_taco(
     stage = _stage_zip if layout == "zip" else _stage_folder
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="oceantaco-taco-") as tmp:
         release = releases.new_release_id()
-        staged = stage(parts, formatted, output, collection, previous, Path(tmp), release)
+        staged = stage(_Build(parts, formatted, output, collection, previous, Path(tmp), release))
         if staged is None:
             assert current is not None and previous is not None  # nothing to compare with otherwise
             report = verify_release(output, catalog, previous, payloads=False) if verify else None
@@ -459,16 +477,9 @@ def _report(
     return report
 
 
-def _stage_zip(
-    parts: list[_Part],
-    formatted: Storage,
-    output: Storage,
-    collection: dict[str, Any],
-    previous: dict[str, Any] | None,
-    workdir: Path,
-    release: str,
-) -> _Staged | None:
+def _stage_zip(build: _Build) -> _Staged | None:
     """Write the months whose inputs changed as new parts, and stage a catalog over all parts."""
+    parts, formatted, output, collection, previous, workdir, release = build.unpack()
     old_parts: dict[str, dict[str, Any]] = previous["parts"] if previous else {}
     local = workdir / "parts"
     local.mkdir()
@@ -527,16 +538,9 @@ def _stage_zip(
     return staged
 
 
-def _stage_folder(
-    parts: list[_Part],
-    formatted: Storage,
-    output: Storage,
-    collection: dict[str, Any],
-    previous: dict[str, Any] | None,
-    workdir: Path,
-    release: str,
-) -> _Staged | None:
+def _stage_folder(build: _Build) -> _Staged | None:
     """Upload new and changed tiles to ``DATA/``, and stage the FOLDER metadata of the whole dataset."""
+    parts, formatted, output, collection, previous, workdir, release = build.unpack()
     catalog_digest = _digest([LAYOUT_VERSION, "folder", collection, [part.records() for part in parts]])
     if (
         previous is not None

@@ -586,3 +586,30 @@ def test_failed_audit_on_s3_leaves_the_previous_release_live(tmp_path: Path, s3_
     good = tiles.data[(DAYS[0], "NORTH_ATLANTIC", "l4_ssh")]
     assert output.read_range(first.parts_written[0], int(offset), int(size)) == good
     assert verify_output(output, CATALOG).failures == ()
+
+
+def test_folder_layout_on_s3_builds_verifies_and_updates(tmp_path: Path, s3_bucket: str) -> None:
+    tiles = make_tiles(tmp_path / "formatted")
+    output = Storage(f"{s3_bucket}/mirror")
+
+    first = build_taco(
+        tiles.inventory, tiles.formatted, output, CATALOG, layout="folder", scratch_dir=tmp_path
+    )
+
+    assert first.tiles_uploaded == len(tiles.data)
+    tacoreader.clear_cache()
+    ds = tacoreader.load(output.url)
+    path = ds.read("2024_01_31").read("NORTH_PACIFIC_EAST").read("argo.nc")
+    assert (
+        path == f"/vsis3/{s3_bucket.removeprefix('s3://')}/mirror/DATA/2024_01_31/NORTH_PACIFIC_EAST/argo.nc"
+    )
+    assert verify_output(output, CATALOG).payloads_checked == len(tiles.data)
+
+    tiles.replace(DAYS[0], "NORTH_PACIFIC_EAST", "argo", value=9.0)
+    second = build_taco(
+        tiles.inventory, tiles.formatted, output, CATALOG, layout="folder", scratch_dir=tmp_path
+    )
+    assert second.tiles_uploaded == 1
+    key = "DATA/2024_01_31/NORTH_PACIFIC_EAST/argo.nc"
+    assert output.read_bytes(key) == tiles.data[(DAYS[0], "NORTH_PACIFIC_EAST", "argo")]
+    assert verify_output(output, CATALOG, inventory=tiles.inventory).failures == ()
