@@ -58,6 +58,7 @@ LEVEL2_COLUMNS = (
 )
 _MAX_LISTED_FAILURES = 20
 _READ_THREADS = 8
+_WINDOW_BYTES = 64 << 20  # payload bytes fetched per read: bounds memory, few requests per part
 _VSISUBFILE = re.compile(r"/vsisubfile/(\d+)_(\d+),(.+)")
 
 
@@ -302,7 +303,7 @@ def _check_payloads(
     read: ReadRange,
     hash_containers: Iterable[str] | None,
 ) -> tuple[int, int, list[str]]:
-    """(checked, opened, failures): range reads run in a few threads, since on a bucket each is a request."""
+    """(checked, opened, failures). Reads are grouped into windows and run in a few threads."""
     selected = None if hash_containers is None else set(hash_containers)
     failures: list[str] = []
     jobs: list[tuple[str, Payload, str, bool]] = []
@@ -324,26 +325,65 @@ def _check_payloads(
         first_seen |= seen
         jobs.append((slot, payload, want, open_it))
 
-    def check(job: tuple[str, Payload, str, bool]) -> str | None:
-        slot, payload, want, open_it = job
+    def check(window: list[tuple[str, Payload, str, bool]]) -> list[tuple[bool, str | None]]:
+        """(opened, problem) per job of a window: one read covers all of its payloads."""
+        first = window[0][1]
         try:
-            data = read(payload.key, payload.offset, payload.size)
+            if first.size is None:
+                data, start = read(first.key, 0, None), 0
+            else:
+                start = first.offset
+                data = read(first.key, start, window[-1][1].offset + window[-1][1].size - start)
         except FileNotFoundError:
-            return f"{slot}: payload object {payload.key} is missing"
-        if hashlib.sha256(data).hexdigest() != want:
-            return f"{slot}: payload sha256 differs from the expected one ({payload.key} at {payload.offset})"
-        if open_it:
-            try:
-                xr.open_dataset(io.BytesIO(data), engine="h5netcdf").close()
-            except Exception as exc:
-                return f"{slot}: xarray cannot open the payload: {exc}"
-        return None
+            return [
+                (False, f"{slot}: payload object {payload.key} is missing") for slot, payload, _, _ in window
+            ]
+        return [_check_one(job, data, start) for job in window]
 
     with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-        problems = list(pool.map(check, jobs))
-    failures += [problem for problem in problems if problem is not None]
-    opened = sum(job[3] and problem is None for job, problem in zip(jobs, problems, strict=True))
-    return len(jobs), opened, failures
+        results = [result for window in pool.map(check, _windows(jobs)) for result in window]
+    failures += [problem for _, problem in results if problem is not None]
+    return len(results), sum(opened for opened, _ in results), failures
+
+
+def _check_one(job: tuple[str, Payload, str, bool], data: bytes, start: int) -> tuple[bool, str | None]:
+    slot, payload, want, open_it = job
+    begin = payload.offset - start
+    view = memoryview(data)[begin : begin + payload.size] if payload.size is not None else memoryview(data)
+    if hashlib.sha256(view).hexdigest() != want:
+        return (
+            False,
+            f"{slot}: payload sha256 differs from the expected one ({payload.key} at {payload.offset})",
+        )
+    if not open_it:
+        return False, None
+    try:
+        xr.open_dataset(io.BytesIO(view), engine="h5netcdf").close()
+    except Exception as exc:
+        return False, f"{slot}: xarray cannot open the payload: {exc}"
+    return True, None
+
+
+def _windows(jobs: list[tuple[str, Payload, str, bool]]) -> list[list[tuple[str, Payload, str, bool]]]:
+    """Group byte ranges of one object into reads of up to _WINDOW_BYTES (one request per window on a
+    bucket, instead of one per tile); whole objects are a window each."""
+    windows: list[list[tuple[str, Payload, str, bool]]] = []
+    by_key: dict[str, list[tuple[str, Payload, str, bool]]] = defaultdict(list)
+    for job in jobs:
+        by_key[job[1].key].append(job)
+    for key_jobs in by_key.values():
+        if key_jobs[0][1].size is None:
+            windows += [[job] for job in key_jobs]
+            continue
+        current: list[tuple[str, Payload, str, bool]] = []
+        for job in sorted(key_jobs, key=lambda job: job[1].offset):
+            payload = job[1]
+            if current and payload.offset + payload.size - current[0][1].offset > _WINDOW_BYTES:
+                windows.append(current)
+                current = []
+            current.append(job)
+        windows.append(current)
+    return windows
 
 
 def zip_locator(part_names: Iterable[str]) -> Callable[[str], Payload | None]:
