@@ -11,9 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from oceantaco import steps
+from oceantaco.cli_prefect import prefect_app
 from oceantaco.duplicates import RESOLUTION_RULES
 from oceantaco.formatting import FormatResult
 from oceantaco.inventory import INVENTORY_NAME
+from oceantaco.progress import progress
 from oceantaco.providers import aviso
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
@@ -21,6 +23,7 @@ from oceantaco.taco import DEFAULT_KEEP_RELEASES, LAYOUTS
 from oceantaco.verify import TacoVerificationError
 
 app = typer.Typer(help="Build the OceanTACO dataset: download -> format -> build.", no_args_is_help=True)
+app.add_typer(prefect_app, name="prefect")
 console = Console(stderr=True)
 
 
@@ -111,9 +114,15 @@ def download(
     report = steps.DownloadReport(started=steps.timestamp(), dry_run=not do_download)
     logs = Storage(log_dir) if log_dir else raw.child("logs")
     spans = [days[i : i + 7] for i in range(0, len(days), 7)] if weekly_batches else [days]
-    with steps.run_log(logs, f"download_log_{report.started}.log") as log:
+    with (
+        steps.run_log(logs, f"download_log_{report.started}.log") as log,
+        progress(
+            len(products) * len(days), "download" if do_download else "plan", console=console
+        ) as advance,
+    ):
         log.info("download %s..%s of %s into %s", days[0], days[-1], ", ".join(products), raw.url)
         for token in products:
+            done = 0
             try:
                 for span in spans:
                     for plan in steps.plan_downloads(token, span, settings):
@@ -128,7 +137,10 @@ def download(
                                 log.error(
                                     "%s %s: %s failed: %s", token, plan.day, failed.raw_key, failed.error
                                 )
+                        done += 1
+                        advance(item=f"{token} {plan.day}")
             except Exception as exc:
+                advance(len(days) - done, item=f"{token} failed")
                 report.add_error(token, exc)
                 log.error("%s failed: %s: %s", token, type(exc).__name__, exc)
                 console.print(f"[red]{token} failed:[/red] {type(exc).__name__}: {exc}")
@@ -192,14 +204,16 @@ def format_(
     pairs = [(t, d) for t in products for d in days]
     table = Table("product", "day", "status", "tiles written", "unchanged")
     report = steps.FormatReport(started=steps.timestamp())
-    for token, day, result in steps.format_many(pairs, Storage(data_dir).url, formatted.url, processes):
-        report.add(token, day, result)
-        if isinstance(result, FormatResult):
-            table.add_row(
-                token, str(day), result.status, str(result.tiles_written), str(result.tiles_unchanged)
-            )
-        else:
-            table.add_row(token, str(day), "[red]failed[/red]", "-", "-")
+    with progress(len(pairs), "format", console=console) as advance:
+        for token, day, result in steps.format_many(pairs, Storage(data_dir).url, formatted.url, processes):
+            report.add(token, day, result)
+            advance(item=f"{token} {day}")
+            if isinstance(result, FormatResult):
+                table.add_row(
+                    token, str(day), result.status, str(result.tiles_written), str(result.tiles_unchanged)
+                )
+            else:
+                table.add_row(token, str(day), "[red]failed[/red]", "-", "-")
     console.print(table)
     rows = steps.compact_inventory(
         formatted.url,

@@ -77,6 +77,8 @@ def test_three_steps_then_a_rerun_that_changes_nothing(cli, mirror, tmp_path):
     out = cli("download", *RANGE, "--output-dir", raw, "--download", "--weekly-batches")
     assert f"fetched {fetchable(mirror)} file(s)" in out
     out = cli("format", *FORMAT_RANGE, "--data-dir", raw, "--output-dir", formatted, "-p", "2")
+    # not a terminal: plain progress lines a log collector can read, no carriage returns
+    assert "format: 22/22 (100%)" in out and "\r" not in out
     inventory = read_inventory(Storage(formatted))
     assert (inventory["data_source"] == "l4_ssh").sum() == 16
     out = cli("build", "--data-dir", formatted, "--output-dir", taco)
