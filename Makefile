@@ -23,9 +23,10 @@ lint: install
 test: install lint
 	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q -m "not e2e" --durations=10
 
-# End-to-end downloads of every product from local Copernicus Marine, AVISO FTP and GDAC servers.
+# End-to-end runs: downloads of every product from local Copernicus Marine, AVISO FTP and GDAC servers,
+# Prefect deployments from prefect.yaml run by a real worker, and the Prefect UI in headless Chromium.
 test-e2e: install
-	$(BIN)/pytest -q -m e2e --durations=5
+	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q -m e2e --durations=10
 
 # Without the Prefect server: tests marked `prefect` skip.
 test-fast: install

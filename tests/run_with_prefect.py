@@ -41,7 +41,8 @@ def main(command: list[str]) -> int:
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
+        # The UI is served for the browser test; it must be told the API's port (it assumes 4200).
+        "PREFECT_UI_API_URL": api_url,
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
     prefect = str(Path(sys.executable).parent / "prefect")
