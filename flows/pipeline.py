@@ -1,138 +1,84 @@
-"""Prefect wiring of the OceanTACO pipeline: every task calls one plain function of ``oceantaco.steps``.
+"""Prefect wiring of the OceanTACO pipeline: download -> format -> build.
 
-Download and format tasks are mapped per (product, day) so that each can run in parallel; the bucket and
-the inventory, not Prefect's result cache, decide what is already done, so every task is idempotent and a
-retried flow re-runs finished tasks cheaply.
+Every task calls one plain function of ``oceantaco.steps``. Download and format tasks are mapped per
+(product, day) so that each can run in parallel; the bucket and the inventory, not Prefect's result cache,
+decide what is already done, so every task is idempotent and a retried flow re-runs finished tasks cheaply.
+The deployments in ``prefect.yaml`` run ``pipeline`` (daily-update, backfill, reprocess) and ``build_flow``
+(rebuild).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from prefect import Task, flow, get_run_logger, task, unmapped
-from prefect.client.schemas.objects import State, TaskRun
-from prefect.futures import PrefectFuture
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
+from flows.build import build_flow
+from flows.download import DownloadSummary, download_flow
+from flows.format import format_flow
+from flows.parameters import (
+    DEFAULT_LAG_DAYS,
+    DryRun,
+    End,
+    KeepReleases,
+    LagDays,
+    LastNDays,
+    Layout,
+    Products,
+    Root,
+    Start,
+    SwotLevel,
+    Verify,
+    check_root,
+    described,
+    resolve_window,
+)
 from oceantaco import steps
-from oceantaco.formatting import FormatResult
-from oceantaco.providers import DayPlan, DownloadError, FileOutcome, is_transient
-from oceantaco.settings import Settings
-from oceantaco.taco import DEFAULT_KEEP_RELEASES, BuildReport, Layout
+from oceantaco.taco import DEFAULT_KEEP_RELEASES, BuildReport
+
+__all__ = ["build_flow", "download_flow", "format_flow", "pipeline"]
 
 
-def _retry_if_transient(task: Task, task_run: TaskRun, state: State) -> bool:
-    """Retry timeouts and dropped connections, never a missing file or a bad input."""
-    try:
-        state.result()
-    except Exception as exc:
-        return is_transient(exc)
-    return False
-
-
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_if_transient)
-def plan_downloads(product: str, days: list[dt.date], raw_url: str) -> list[DayPlan]:
-    return steps.plan_downloads(product, days, Settings(), raw_url=raw_url)
-
-
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_if_transient)
-def fetch_day(plan: DayPlan, raw_url: str) -> list[FileOutcome]:
-    outcomes = steps.fetch_day(plan, raw_url, Settings())
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:  # fetched files are skipped on retry, so a retry costs only what failed
-        raise DownloadError(plan, failed)
-    return outcomes
-
-
-@task
-def format_day(product: str, day: dt.date, raw_url: str, formatted_url: str) -> FormatResult:
-    return steps.format_day(product, day, raw_url, formatted_url, Settings())
-
-
-@task
-def compact_inventory(formatted_url: str, products: list[str], days: list[dt.date]) -> int:
-    return steps.compact_inventory(formatted_url, products, days)
-
-
-@task
-def build_taco(
-    formatted_url: str, output_url: str, products: list[str], verify: bool, layout: Layout, keep_releases: int
-) -> BuildReport:
-    return steps.build(
-        formatted_url,
-        output_url,
-        products=products,
-        verify=verify,
-        layout=layout,
-        keep_releases=keep_releases,
-    )
-
-
-def _settle(futures: list[PrefectFuture], what: str) -> tuple[list, int]:
-    """Wait for mapped tasks; failures are logged and counted, never allowed to stop their siblings."""
-    results, failed = [], 0
-    for future in futures:
-        future.wait()
-        state = future.state
-        if state.is_completed():
-            results.append(future.result())
-        else:
-            failed += 1
-            get_run_logger().error("%s failed: %s", what, state.message)
-    return results, failed
-
-
-@flow(name="download")
-def download_flow(start: dt.date, end: dt.date, root: str, products: list[str] | None = None) -> int:
-    """Fetch raw files for every (product, day) into ``<root>/raw``; returns the number of failed days.
-
-    A provider that cannot even be listed fails its own product's days only.
-    """
-    days = steps.date_range(start, end)
-    raw = steps.Roots.under(root).raw
-    tokens = [p.token for p in steps.select_products(products)]
-    planned, failed_products = _settle(plan_downloads.map(tokens, unmapped(days), unmapped(raw)), "plan")
-    plans = [plan for product_plans in planned for plan in product_plans]
-    _, failed_days = _settle(fetch_day.map(plans, unmapped(raw)), "fetch")
-    return failed_days + failed_products * len(days)
-
-
-@flow(name="format")
-def format_flow(start: dt.date, end: dt.date, root: str, products: list[str] | None = None) -> int:
-    """Tile every (product, day) and compact the inventory; returns the number of failed (product, day)."""
-    roots = steps.Roots.under(root)
-    days = steps.date_range(start, end)
-    tokens = [p.token for p in steps.select_products(products)]
-    pairs = [(t, d) for t in tokens for d in days]
-    futures = format_day.map(
-        [t for t, _ in pairs], [d for _, d in pairs], unmapped(roots.raw), unmapped(roots.formatted)
-    )
-    _, failed = _settle(futures, "format")
-    compact_inventory(roots.formatted, tokens, days)
-    return failed
-
-
-@flow(name="build")
-def build_flow(
-    root: str,
-    products: list[str] | None = None,
-    verify: bool = True,
-    layout: Layout = "zip",
-    keep_releases: int = DEFAULT_KEEP_RELEASES,
-) -> BuildReport:
-    """Build the changed TACO parts and a new catalog in ``<root>/taco``, audit them, then publish."""
-    roots = steps.Roots.under(root)
-    tokens = [p.token for p in steps.select_products(products)]
-    return build_taco(roots.formatted, roots.taco, tokens, verify, layout, keep_releases)
+def scheduled_day() -> dt.date:
+    """The UTC day the run was scheduled for (now, outside a scheduled run): a late or retried run of a
+    daily schedule covers the same window as it would have on time."""
+    scheduled = flow_run.scheduled_start_time.astimezone(dt.UTC)
+    return dt.date(scheduled.year, scheduled.month, scheduled.day)
 
 
 @flow(name="oceantaco-pipeline")
+@described
 def pipeline(
-    start: dt.date, end: dt.date, root: str, products: list[str] | None = None, verify: bool = True
-) -> BuildReport:
-    """download -> format -> build for a date range; fails at the end if any day failed on the way."""
-    failed_downloads = download_flow(start, end, root, products)
-    failed_formats = format_flow(start, end, root, products)
-    report = build_flow(root, products, verify)
-    if failed_downloads or failed_formats:
-        raise RuntimeError(f"{failed_downloads} download day(s) and {failed_formats} format day(s) failed")
+    start: Start,
+    end: End,
+    root: Root,
+    products: Products = None,
+    verify: Verify = True,
+    last_n_days: LastNDays = None,
+    lag_days: LagDays = DEFAULT_LAG_DAYS,
+    swot_level: SwotLevel = None,
+    dry_run: DryRun = False,
+    layout: Layout = "zip",
+    keep_releases: KeepReleases = DEFAULT_KEEP_RELEASES,
+) -> BuildReport | DownloadSummary:
+    """download -> format -> build for a date range (start..end) or a rolling window (last_n_days).
+
+    Fails at the end if any (product, day) failed on the way; the other days are still formatted and
+    published. A dry run only plans the downloads and returns the plan (failing if a product could not be
+    planned).
+    """
+    first, last = resolve_window(start, end, last_n_days, lag_days, scheduled_day())
+    root = check_root(root)
+    tokens = [p.token for p in steps.select_products(products)]
+    get_run_logger().info("days %s..%s, products %s, root %s", first, last, ", ".join(tokens), root)
+    downloads = download_flow(first, last, root, tokens, swot_level, dry_run)
+    if dry_run:
+        if downloads.failed:
+            raise RuntimeError(f"{downloads.failed} download day(s) could not be planned")
+        return downloads
+    formats = format_flow(first, last, root, tokens)
+    report = build_flow(root, tokens, verify, layout, keep_releases)
+    if downloads.failed or formats.failed:
+        raise RuntimeError(f"{downloads.failed} download day(s) and {formats.failed} format day(s) failed")
     return report

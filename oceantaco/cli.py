@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from oceantaco import steps
+from oceantaco.cli_prefect import prefect_app
 from oceantaco.duplicates import RESOLUTION_RULES
 from oceantaco.formatting import FormatResult
 from oceantaco.inventory import INVENTORY_NAME
@@ -22,6 +23,7 @@ from oceantaco.taco import DEFAULT_KEEP_RELEASES, LAYOUTS
 from oceantaco.verify import TacoVerificationError
 
 app = typer.Typer(help="Build the OceanTACO dataset: download -> format -> build.", no_args_is_help=True)
+app.add_typer(prefect_app, name="prefect")
 console = Console(stderr=True)
 
 

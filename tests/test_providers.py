@@ -113,6 +113,13 @@ def test_argo_from_a_local_gdac_folder(mirror, tmp_path):
         )
 
 
+def test_argo_days_without_profiles_plan_empty_days(mirror):
+    provider = get_provider("argo_gdac", Settings(argo_gdac=mirror.argo_gdac))
+    later = [dt.date(2030, 1, 1), dt.date(2030, 1, 2)]  # after every profile of the mirror's index
+    plans = provider.plan(CATALOG["argo"], later)
+    assert [(plan.day, plan.files) for plan in plans] == [(day, ()) for day in later]
+
+
 @pytest.fixture
 def real_gdac(real_fixtures, tmp_path):
     """The real GDAC index and profile files, served by a Range-capable HTTP server."""

@@ -85,7 +85,8 @@ class ArgoGDAC:
 
     def plan(self, product: Product, days: list[dt.date]) -> list[DayPlan]:
         index = self._read_index(days)
-        is_core = index["file"].map(lambda f: bool(CORE_FILE.fullmatch(f.rsplit("/", 1)[-1])))
+        # astype(bool): an empty index maps to an object Series, which pandas would take as column labels
+        is_core = index["file"].map(lambda f: bool(CORE_FILE.fullmatch(f.rsplit("/", 1)[-1]))).astype(bool)
         index = index[is_core].sort_values("file")
         index_day = index["date"].str[:8]
         plans = []

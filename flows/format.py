@@ -1,0 +1,55 @@
+"""The format flow: one task per (product, day), then the inventory is compacted."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from prefect import flow, task, unmapped
+
+from flows.parameters import FirstDay, LastDay, Products, Root, described
+from flows.retries import retry_network
+from flows.settle import settle
+from oceantaco import steps
+from oceantaco.formatting import FormatResult
+from oceantaco.settings import Settings
+
+
+@task(
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_network,
+    task_run_name="format-{product}-{day}",
+)
+def format_day(product: str, day: dt.date, raw_url: str, formatted_url: str) -> FormatResult:
+    return steps.format_day(product, day, raw_url, formatted_url, Settings())
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_network)
+def compact_inventory(formatted_url: str, products: list[str], days: list[dt.date]) -> int:
+    return steps.compact_inventory(formatted_url, products, days)
+
+
+@dataclass
+class FormatSummary:
+    """Outcome of a format flow run; ``failed`` counts (product, day) pairs."""
+
+    results: list[FormatResult] = field(default_factory=list)
+    failed: int = 0
+    inventory_rows: int = 0
+
+
+@flow(name="oceantaco-format")
+@described
+def format_flow(start: FirstDay, end: LastDay, root: Root, products: Products = None) -> FormatSummary:
+    """Tile every (product, day) of ``<root>/raw`` into ``<root>/formatted`` and compact the inventory."""
+    roots = steps.Roots.under(root)
+    days = steps.date_range(start, end)
+    tokens = [p.token for p in steps.select_products(products)]
+    pairs = [(t, d) for t in tokens for d in days]
+    futures = format_day.map(
+        [t for t, _ in pairs], [d for _, d in pairs], unmapped(roots.raw), unmapped(roots.formatted)
+    )
+    results, failed = settle(futures, "format")
+    rows = compact_inventory(roots.formatted, tokens, days)
+    return FormatSummary(results=results, failed=failed, inventory_rows=rows)
