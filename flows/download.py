@@ -4,7 +4,6 @@ global concurrency limit (see ``oceantaco.prefect_setup``)."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 
 from prefect import flow, get_run_logger, task, unmapped
 
@@ -15,6 +14,7 @@ from oceantaco import steps
 from oceantaco.prefect_setup import occupy_slot, provider_limit
 from oceantaco.providers import DayPlan, DownloadError, FileOutcome
 from oceantaco.settings import Settings
+from oceantaco.storage import Storage
 
 
 def settings_for(swot_level: str | None) -> Settings:
@@ -46,28 +46,9 @@ def plan_downloads(
 def fetch_day(plan: DayPlan, raw_url: str, swot_level: str | None = None) -> list[FileOutcome]:
     with occupy_slot(provider_limit(plan.product)):
         outcomes = steps.fetch_day(plan, raw_url, settings_for(swot_level))
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:  # fetched files are skipped on retry, so a retry costs only what failed
-        raise DownloadError(plan, failed)
+    if any(o.status == "failed" for o in outcomes):  # fetched files are skipped on retry
+        raise DownloadError(plan, outcomes)
     return outcomes
-
-
-@dataclass
-class DownloadSummary:
-    """What a download flow run planned and fetched; ``failed`` counts (product, day) pairs."""
-
-    dry_run: bool
-    plans: list[DayPlan] = field(default_factory=list)
-    files: list[FileOutcome] = field(default_factory=list)
-    failed: int = 0
-
-    @property
-    def planned_files(self) -> int:
-        return sum(len(p.files) for p in self.plans)
-
-    @property
-    def planned_bytes(self) -> int:
-        return sum(p.total_bytes for p in self.plans)
 
 
 @flow(name="oceantaco-download")
@@ -79,29 +60,36 @@ def download_flow(
     products: Products = None,
     swot_level: SwotLevel = None,
     dry_run: DryRun = False,
-) -> DownloadSummary:
+) -> steps.DownloadReport:
     """Fetch the raw files of every (product, day) into ``<root>/raw``.
 
     A provider that cannot even be listed fails its own product's days only. With ``dry_run`` the plans
-    (files and bytes per product and day) are made and logged, nothing is fetched.
+    (files and bytes per product and day) are made and logged, nothing is fetched. The report is also
+    saved as JSON under ``<root>/raw/logs``, as the CLI does.
     """
     days = steps.date_range(start, end)
     raw = steps.Roots.under(root).raw
     tokens = [p.token for p in steps.select_products(products)]
-    planned, failed_products = settle(
-        plan_downloads.map(tokens, unmapped(days), unmapped(raw), unmapped(swot_level)), "plan"
-    )
-    summary = DownloadSummary(dry_run=dry_run, plans=[plan for plans in planned for plan in plans])
-    summary.failed = failed_products * len(days)
+    report = steps.DownloadReport(started=steps.timestamp(), dry_run=dry_run)
+    planned = settle(plan_downloads.map(tokens, unmapped(days), unmapped(raw), unmapped(swot_level)), "plan")
+    plans: list[DayPlan] = []
+    for token, outcome in zip(tokens, planned, strict=True):
+        if isinstance(outcome, BaseException):
+            report.add_error(token, outcome)
+        else:
+            plans += outcome
+    for plan in plans:
+        report.add_plan(plan)
     logger = get_run_logger()
-    if dry_run:
-        for plan in summary.plans:
-            logger.info(
-                "%s %s: %d file(s), %d bytes", plan.product, plan.day, len(plan.files), plan.total_bytes
-            )
-        logger.info("dry run: %d file(s), %d bytes planned", summary.planned_files, summary.planned_bytes)
-        return summary
-    fetched, failed_days = settle(fetch_day.map(summary.plans, unmapped(raw), unmapped(swot_level)), "fetch")
-    summary.files = [outcome for outcomes in fetched for outcome in outcomes]
-    summary.failed += failed_days
-    return summary
+    if not dry_run:
+        fetched = settle(fetch_day.map(plans, unmapped(raw), unmapped(swot_level)), "fetch")
+        for plan, outcome in zip(plans, fetched, strict=True):
+            if isinstance(outcome, DownloadError):
+                report.add_outcomes(plan, outcome.outcomes)
+            elif isinstance(outcome, BaseException):
+                report.add_error(plan.product, outcome)
+            else:
+                report.add_outcomes(plan, outcome)
+    logger.info("download %s: %s", "plan" if dry_run else "done", report.summary)
+    logger.info("report: %s", report.save(Storage(raw).child("logs")))
+    return report

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 
-from prefect import flow, task, unmapped
+from prefect import flow, get_run_logger, task, unmapped
 
 from flows.parameters import FirstDay, LastDay, Products, Root, described
 from flows.retries import retry_network
@@ -13,6 +12,7 @@ from flows.settle import settle
 from oceantaco import steps
 from oceantaco.formatting import FormatResult
 from oceantaco.settings import Settings
+from oceantaco.storage import Storage
 
 
 @task(
@@ -30,19 +30,14 @@ def compact_inventory(formatted_url: str, products: list[str], days: list[dt.dat
     return steps.compact_inventory(formatted_url, products, days)
 
 
-@dataclass
-class FormatSummary:
-    """Outcome of a format flow run; ``failed`` counts (product, day) pairs."""
-
-    results: list[FormatResult] = field(default_factory=list)
-    failed: int = 0
-    inventory_rows: int = 0
-
-
 @flow(name="oceantaco-format")
 @described
-def format_flow(start: FirstDay, end: LastDay, root: Root, products: Products = None) -> FormatSummary:
-    """Tile every (product, day) of ``<root>/raw`` into ``<root>/formatted`` and compact the inventory."""
+def format_flow(start: FirstDay, end: LastDay, root: Root, products: Products = None) -> steps.FormatReport:
+    """Tile every (product, day) of ``<root>/raw`` into ``<root>/formatted`` and compact the inventory.
+
+    A (product, day) that fails is in the report with its error; the others are formatted and listed. The
+    report is also saved as JSON under ``<root>/formatted/logs``, as the CLI does.
+    """
     roots = steps.Roots.under(root)
     days = steps.date_range(start, end)
     tokens = [p.token for p in steps.select_products(products)]
@@ -50,6 +45,11 @@ def format_flow(start: FirstDay, end: LastDay, root: Root, products: Products = 
     futures = format_day.map(
         [t for t, _ in pairs], [d for _, d in pairs], unmapped(roots.raw), unmapped(roots.formatted)
     )
-    results, failed = settle(futures, "format")
+    report = steps.FormatReport(started=steps.timestamp())
+    for (token, day), outcome in zip(pairs, settle(futures, "format"), strict=True):
+        report.add(token, day, outcome)
     rows = compact_inventory(roots.formatted, tokens, days)
-    return FormatSummary(results=results, failed=failed, inventory_rows=rows)
+    logger = get_run_logger()
+    logger.info("format done: %s; inventory: %d row(s)", report.summary, rows)
+    logger.info("report: %s", report.save(Storage(roots.formatted).child("logs")))
+    return report

@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.build import build_flow
-from flows.download import DownloadSummary, download_flow
+from flows.download import download_flow
 from flows.format import format_flow
 from flows.parameters import (
     DEFAULT_LAG_DAYS,
@@ -35,6 +35,8 @@ from flows.parameters import (
     resolve_window,
 )
 from oceantaco import steps
+from oceantaco.prefect_artifacts import report_run
+from oceantaco.run_report import StepTimings
 from oceantaco.taco import DEFAULT_KEEP_RELEASES, BuildReport
 
 __all__ = ["build_flow", "download_flow", "format_flow", "pipeline"]
@@ -61,24 +63,43 @@ def pipeline(
     dry_run: DryRun = False,
     layout: Layout = "zip",
     keep_releases: KeepReleases = DEFAULT_KEEP_RELEASES,
-) -> BuildReport | DownloadSummary:
+) -> BuildReport | steps.DownloadReport:
     """download -> format -> build for a date range (start..end) or a rolling window (last_n_days).
 
     Fails at the end if any (product, day) failed on the way; the other days are still formatted and
     published. A dry run only plans the downloads and returns the plan (failing if a product could not be
-    planned).
+    planned). Every run, failed or not, leaves its report as artifacts (see ``oceantaco.prefect_artifacts``).
     """
     first, last = resolve_window(start, end, last_n_days, lag_days, scheduled_day())
-    root = check_root(root)
+    roots = steps.Roots.under(check_root(root))
     tokens = [p.token for p in steps.select_products(products)]
     get_run_logger().info("days %s..%s, products %s, root %s", first, last, ", ".join(tokens), root)
-    downloads = download_flow(first, last, root, tokens, swot_level, dry_run)
-    if dry_run:
-        if downloads.failed:
-            raise RuntimeError(f"{downloads.failed} download day(s) could not be planned")
-        return downloads
-    formats = format_flow(first, last, root, tokens)
-    report = build_flow(root, tokens, verify, layout, keep_releases)
-    if downloads.failed or formats.failed:
-        raise RuntimeError(f"{downloads.failed} download day(s) and {formats.failed} format day(s) failed")
-    return report
+    timings = StepTimings()
+    downloads = formats = build = None
+    try:
+        with timings.step("download"):
+            downloads = download_flow(first, last, root, tokens, swot_level, dry_run)
+        if dry_run:
+            if downloads.errors:
+                raise RuntimeError(f"{len(downloads.errors)} product(s) could not be planned")
+            return downloads
+        with timings.step("format"):
+            formats = format_flow(first, last, root, tokens)
+        with timings.step("build"):
+            build = build_flow(root, tokens, verify, layout, keep_releases)
+    finally:
+        report_run(
+            roots,
+            days=steps.date_range(first, last),
+            download=downloads,
+            format=formats,
+            build=build,
+            timings=timings,
+        )
+    failed = {"download": downloads.summary["failed"], "format": formats.summary["failed"]}
+    if any(failed.values()):
+        raise RuntimeError(
+            f"{failed['download']} download failure(s) and {failed['format']} (product, day) format "
+            "failure(s); the rest is published (see the run summary artifact)"
+        )
+    return build

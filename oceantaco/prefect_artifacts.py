@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pandas as pd
+from prefect import get_run_logger
 from prefect.artifacts import (
     create_image_artifact,
     create_link_artifact,
@@ -35,10 +36,11 @@ from prefect.runtime import flow_run
 
 from oceantaco import run_report
 from oceantaco.catalog import Catalog, load_catalog
+from oceantaco.inventory import INVENTORY_NAME, read_inventory
 from oceantaco.storage import Storage
 
 if TYPE_CHECKING:
-    from oceantaco.steps import DownloadReport, FormatReport
+    from oceantaco.steps import DownloadReport, FormatReport, Roots
     from oceantaco.taco import BuildReport
 
 # Prefect accepts artifact keys of lowercase letters, digits and dashes only (prefect.types.names).
@@ -144,3 +146,37 @@ def publish_artifacts(
             description="Where the published OceanTACO dataset is (tacoreader.load this location).",
         )
     return PublishedArtifacts(summary_id, coverage_id, heatmap_id, dataset_id, heatmap_url, heatmap_link)
+
+
+def report_run(
+    roots: Roots,
+    *,
+    days: Sequence[dt.date],
+    download: DownloadReport | None = None,
+    format: FormatReport | None = None,
+    build: BuildReport | None = None,
+    timings: run_report.StepTimings | None = None,
+) -> PublishedArtifacts | None:
+    """``publish_artifacts`` for a pipeline run under ``roots``: coverage of ``days`` from the inventory in
+    ``roots.formatted`` (when there is one), the heatmap under ``roots.reports``, the link to ``roots.taco``.
+
+    Never raises: the report describes the run, it is not part of it, so a failure to write it (a reports
+    bucket without write access, the Prefect API briefly away) is logged as a warning and the run's own
+    state stands.
+    """
+    try:
+        formatted = Storage(roots.formatted)
+        inventory = read_inventory(formatted) if formatted.exists(INVENTORY_NAME) else None
+        return publish_artifacts(
+            dataset_url=roots.taco if build is not None else None,
+            reports_url=roots.reports,
+            inventory=inventory,
+            download=download,
+            format=format,
+            build=build,
+            timings=timings,
+            days=days,
+        )
+    except Exception as exc:
+        get_run_logger().warning("run report not published: %s: %s", type(exc).__name__, exc)
+        return None

@@ -35,14 +35,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Roots:
+    """The pipeline's folders under one storage root; ``reports`` holds run reports outside the dataset."""
+
     raw: str
     formatted: str
     taco: str
+    reports: str
 
     @classmethod
     def under(cls, root: str) -> Roots:
         base = root.rstrip("/")
-        return cls(f"{base}/raw", f"{base}/formatted", f"{base}/taco")
+        return cls(f"{base}/raw", f"{base}/formatted", f"{base}/taco", f"{base}/reports")
 
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:

@@ -14,7 +14,8 @@ from services import Service, start_gcs_emulator, start_moto_s3
 
 from oceantaco.storage import Storage  # also sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT before gcsfs loads
 
-pytest_plugins = ["real_fixtures"]  # the `real_fixtures` fixture: ../shared samples, or a skip
+# `real_fixtures`: ../shared samples, or a skip; `prefect_helpers`: the tiny upstream of deployment runs
+pytest_plugins = ["real_fixtures", "prefect_helpers"]
 
 # ---------------------------------------------------------------------------------------------------------
 # Storage: real moto S3 / GCS emulator servers (started once per session, on first use), fresh buckets and

@@ -6,18 +6,13 @@ limits and the crashed-run automation."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -37,6 +32,7 @@ from prefect.events import emit_event
 from prefect.logging.handlers import APILogHandler
 from prefect.states import Completed, Running
 from prefect.workers.base import BaseJobConfiguration
+from prefect_helpers import REPO, TINY_DAY, artifacts_of, prefect_deploy, process_worker
 from pydantic import ConfigDict
 from typer.testing import CliRunner
 
@@ -46,14 +42,11 @@ from oceantaco.cli import app
 from oceantaco.regions import REGION_NAMES
 from oceantaco.steps import Roots
 from oceantaco.storage import Storage
-from oceantaco.synthetic import build_mirror
 from oceantaco.taco import read_slots
 
 pytestmark = pytest.mark.prefect
 
-REPO = Path(__file__).resolve().parents[1]
-PREFECT = str(Path(sys.executable).parent / "prefect")
-DAY = dt.date(2024, 1, 31)
+DAY = TINY_DAY
 PIPELINE, BUILD = "oceantaco-pipeline", "oceantaco-build"
 
 
@@ -141,59 +134,6 @@ def deployed(server_setup) -> None:
     prefect_deploy(env={"OCEANTACO_IMAGE": IMAGE, "OCEANTACO_ROOT": ROOT})
 
 
-def prefect_deploy(*names: str, env: dict[str, str] | None = None) -> str:
-    """`prefect --no-prompt deploy` of the named deployments (all without names) from the checkout."""
-    selection = [arg for name in names for arg in ("--name", name)] or ["--all"]
-    result = subprocess.run(
-        [PREFECT, "--no-prompt", "deploy", *selection],
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
-
-
-@contextlib.contextmanager
-def process_worker(pool: str, log: Path) -> Iterator[subprocess.Popen]:
-    """`prefect worker start --run-once` on ``pool``: it runs what is queued and exits. Whatever is left
-    (the worker, the flow-run process it started) is stopped: SIGINT twice, then SIGKILL to its group."""
-    with open(log, "wb") as out:
-        worker = subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", pool, "--type", "process", "--run-once"],
-            cwd=REPO,
-            env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield worker
-        finally:
-            for _ in range(2):
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGINT)
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        worker.wait(timeout=10)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGKILL)  # the group: the worker and any flow-run child
-            worker.wait()
-
-
-@pytest.fixture(scope="module")
-def tiny_mirror(tmp_path_factory):
-    """One day of L4 SSH (1° grid) and Argo: the smallest upstream a whole run needs."""
-    return build_mirror(
-        tmp_path_factory.mktemp("upstream"),
-        [DAY],
-        l4_resolution=1.0,
-        grid_products=(),
-        alongtrack_points=None,
-    )
-
-
 # ---------------------------------------------------------------------------------------------------------
 # 1. a backfill deployed from prefect.yaml and run by a process worker
 # ---------------------------------------------------------------------------------------------------------
@@ -212,7 +152,7 @@ def test_backfill_deployed_from_prefect_yaml_runs_on_a_process_worker(
             deployment.id,
             parameters={"start": DAY, "end": DAY, "root": str(root), "products": ["l4_ssh", "argo"]},
         )
-    with process_worker(prefect_setup.LOCAL_POOL, tmp_path / "worker.log") as worker:
+    with process_worker(prefect_setup.LOCAL_POOL, tmp_path / "worker.log", run_once=True) as worker:
         worker.wait(timeout=600)
     elapsed = time.monotonic() - started
     record_property("trigger_to_completion_seconds", round(elapsed, 1))
@@ -226,7 +166,32 @@ def test_backfill_deployed_from_prefect_yaml_runs_on_a_process_worker(
     assert tacoreader.load(taco.url, cache=False).data["id"].to_pylist() == [f"{DAY:%Y_%m_%d}"]
     available = {(r["region"], r["slot"]) for r in read_slots(taco) if r["available"]}
     assert {region for region, slot in available if slot == "l4_ssh.nc"} == set(REGION_NAMES)
-    assert any(slot == "argo.nc" for _, slot in available)
+    argo_regions = {region for region, slot in available if slot == "argo.nc"}
+    assert argo_regions
+
+    # The run's report: counts from the mirror and the TACO, not from the report code.
+    artifacts = artifacts_of(run.id)
+    summary = artifacts["oceantaco-run-summary"].data.splitlines()
+    for line in (
+        "**Status:** OK",
+        f"| files fetched | {len(tiny_mirror.argo_files) + 1} |",  # every Argo profile + one L4 map
+        "| (product, day) formatted | 2 |",
+        f"| tiles written | {len(REGION_NAMES) + len(argo_regions)} |",
+        "| parts written | 1 |",
+    ):
+        assert line in summary, (line, summary)
+    assert any(line.startswith(("| download |", "| format |", "| build |")) for line in summary)
+    (row,) = json.loads(artifacts["oceantaco-coverage"].data)
+    assert row["date"] == DAY.isoformat()
+    assert {k: v for k, v in row.items() if k not in ("date", "tiles") and v} == {
+        "l4_ssh": len(REGION_NAMES),
+        "argo": len(argo_regions),
+    }
+    assert row["tiles"] == len(REGION_NAMES) + len(argo_regions)
+    heatmap = root / "reports" / str(run.id) / "coverage.png"
+    assert heatmap.read_bytes().startswith(b"\x89PNG")
+    assert artifacts["oceantaco-coverage-heatmap"].data == heatmap.as_uri()
+    assert f"[{taco.url}]" in artifacts["oceantaco-dataset"].data
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -384,7 +349,7 @@ def test_a_download_task_waits_for_a_slot_of_its_provider(server_setup, tiny_mir
     try:
         with concurrency("argo-gdac", occupy=1), get_client(sync_client=True) as client:  # a run holds it
             flow = threading.Thread(
-                target=lambda: outcome.update(summary=run(DAY, DAY, root, ["argo"])), daemon=True
+                target=lambda: outcome.update(report=run(DAY, DAY, root, ["argo"])), daemon=True
             )
             flow.start()
             deadline = time.monotonic() + 60
@@ -399,8 +364,8 @@ def test_a_download_task_waits_for_a_slot_of_its_provider(server_setup, tiny_mir
         waited = time.monotonic() - released
     finally:
         _set_limit("argo-gdac", prefect_setup.DEFAULT_LIMITS["argo-gdac"])
-    summary = outcome["summary"]
-    assert summary.failed == 0 and summary.files and all(f.status == "ok" for f in summary.files)
+    report = outcome["report"]
+    assert not report.errors and report.files and all(f["status"] == "ok" for f in report.files)
     assert any(key.endswith(".nc") for key in raw.list("argo"))
     print(f"download ran {waited:.1f} s after the slot was released")
 
@@ -420,7 +385,7 @@ def test_a_download_runs_without_its_limit_and_warns(server_setup, tiny_mirror, 
         with get_client(sync_client=True) as client:
             prefect_setup.ensure_concurrency_limits(client, prefect_setup.DEFAULT_LIMITS)
         prefect_setup.forget_limits()
-    assert state.is_completed() and state.result().failed == 0
+    assert state.is_completed() and state.result().summary["failed"] == 0
     APILogHandler().flush()
     run_id = state.state_details.flow_run_id
     deadline = time.monotonic() + 30

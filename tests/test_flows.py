@@ -153,8 +153,10 @@ def test_a_dry_run_plans_and_fetches_nothing(tmp_path, upstream_env):
     )
     upstream_env(mirror.cmems_mirror, mirror.argo_gdac)
     root = str(tmp_path / "root")
-    summary = pipeline(day, day, root, ["l4_ssh", "argo"], dry_run=True)
-    assert summary.dry_run and summary.failed == 0
-    assert {(p.product, p.day) for p in summary.plans} == {("l4_ssh", day), ("argo", day)}
-    assert summary.planned_files == len(mirror.argo_files) + 1 and summary.planned_bytes > 0
-    assert not Storage(Roots.under(root).raw).list()
+    report = pipeline(day, day, root, ["l4_ssh", "argo"], dry_run=True)
+    assert report.dry_run and not report.errors and not report.files
+    assert {(p["product"], p["day"]) for p in report.planned} == {("l4_ssh", str(day)), ("argo", str(day))}
+    summary = report.summary
+    assert summary["planned_files"] == len(mirror.argo_files) + 1 and summary["planned_bytes"] > 0
+    raw = Storage(Roots.under(root).raw)
+    assert [key.split("/")[0] for key in raw.list()] == ["logs"]  # only the plan, saved as JSON

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tacoreader
 import xarray as xr
+from prefect_helpers import artifacts_of
 from typer.testing import CliRunner
 
 from flows.pipeline import pipeline
@@ -145,8 +146,13 @@ def check_root(root: str, mirror) -> int:
 
 
 def snapshot(root: str) -> dict[str, tuple[str, float]]:
+    """Every object of the dataset (raw files, tiles, inventory, TACO), not the reports each run adds."""
     storage = Storage(root)
-    return {k: (storage.sha256(k), Path(storage.full_path(k)).stat().st_mtime) for k in storage.list()}
+    return {
+        k: (storage.sha256(k), Path(storage.full_path(k)).stat().st_mtime)
+        for k in storage.list()
+        if not k.startswith("reports/") and "/logs/" not in k
+    }
 
 
 def test_pipeline_on_a_local_root_and_a_rerun_rewrites_nothing(upstream, tmp_path):
@@ -178,8 +184,12 @@ def test_a_corrupt_upstream_day_fails_alone_and_the_rest_is_published(mirror, tm
     upstream_env(str(upstream), mirror.argo_gdac)
     root = str(tmp_path / "root")
 
-    with pytest.raises(RuntimeError, match="0 download day\\(s\\) and 1 format day\\(s\\) failed"):
-        pipeline(DAYS[0], DAYS[-1], root)
+    state = pipeline(DAYS[0], DAYS[-1], root, return_state=True)
+    with pytest.raises(RuntimeError, match=r"0 download failure\(s\) and 1 \(product, day\) format failure"):
+        state.result()
+    summary = artifacts_of(state.state_details.flow_run_id)["oceantaco-run-summary"].data
+    assert "**Status:** 1 failure(s)" in summary
+    assert f"- `l4_ssh {DAYS[1]}: " in summary  # the failed day is named
 
     slots = read_slots(Storage(Roots.under(root).taco))
     ssh = {(r["day"], r["available"]) for r in slots if r["slot"].startswith("l4_ssh")}
@@ -194,7 +204,7 @@ def test_an_unreachable_provider_does_not_stop_the_other_product(mirror, tmp_pat
     upstream_env(mirror.cmems_mirror, str(tmp_path / "no-such-gdac"))
     root = str(tmp_path / "root")
 
-    with pytest.raises(RuntimeError, match="3 download day\\(s\\) and 0 format day\\(s\\) failed"):
+    with pytest.raises(RuntimeError, match=r"1 download failure\(s\) and 0 \(product, day\) format failure"):
         pipeline(DAYS[0], DAYS[-1], root)
 
     slots = read_slots(Storage(Roots.under(root).taco))

@@ -357,9 +357,8 @@ def test_progress_on_a_terminal_draws_a_bar():
 def test_publish_artifacts_reads_back_from_prefect(make_storage_root, backend):
     pytest.importorskip("matplotlib")
     from prefect import flow
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.runtime import flow_run
+    from prefect_helpers import artifacts_of
 
     from oceantaco.prefect_artifacts import publish_artifacts
 
@@ -380,11 +379,7 @@ def test_publish_artifacts_reads_back_from_prefect(make_storage_root, backend):
         return flow_run.get_id(), published
 
     run_id, published = report_flow()
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
-        )
-    by_key = {a.key: a for a in artifacts}
+    by_key = artifacts_of(run_id)
     assert set(by_key) == {
         "oceantaco-run-summary",
         "oceantaco-coverage",

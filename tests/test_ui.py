@@ -1,9 +1,11 @@
-"""The Prefect UI in headless Chromium: open a deployment, start a custom run from the form, see it complete.
+"""The Prefect UI in headless Chromium: open the backfill deployment, start a custom run from its form, see it
+complete and find its report.
 
 Runs against the one server that `make test` starts (the UI is served at the API's host:port, without
-/api). The test deploys its own tiny flow (`tests/ui_flow.py`) as `backfill` to a process pool of its own
-and starts a process worker for it, so the run that the UI creates is really executed.
-`run_deployment_from_ui` does not depend on that flow: it fills any deployment's run form.
+/api). `backfill-local` is deployed by `prefect deploy` from the real prefect.yaml (the same flow and
+parameters as `backfill`, on the process pool instead of Kubernetes, which does not run here), a process
+worker runs what the UI submits against the one-day `tiny_mirror` upstream, and the run writes a TACO
+under the root typed into the form.
 
 Chromium is Debian's (`apt-get install chromium`), driven by the PyPI playwright package; playwright never
 downloads a browser of its own here.
@@ -11,13 +13,9 @@ downloads a browser of its own here.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -26,11 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from prefect import flow
+import tacoreader
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.workers.process import ProcessWorker
-from ui_flow import FLOW_NAME
+from prefect_helpers import REPO, TINY_DAY, prefect_deploy, process_worker
+
+from oceantaco import prefect_setup
+from oceantaco.steps import Roots
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The closed network refuses Chromium's background connections; these flags keep it from trying.
@@ -43,8 +42,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TESTS_DIR = Path(__file__).resolve().parent
-RUN_TIMEOUT = 90.0  # seconds from "Submit" to a final state of the flow run
+PIPELINE, DEPLOYMENT = "oceantaco-pipeline", "backfill-local"
+DAY = TINY_DAY.isoformat()  # the one day of the `tiny_mirror` upstream
+RUN_TIMEOUT = 180.0  # seconds from "Submit" to a final state of the flow run
 UI_TIMEOUT_MS = 20_000  # for each browser step
 
 sync_api = pytest.importorskip(
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.prefect,
     pytest.mark.ui,
+    pytest.mark.e2e,
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason=f"{CHROMIUM} not found: Debian's chromium package is not installed"
     ),
@@ -92,6 +93,9 @@ def run_deployment_from_ui(
     page.get_by_role("menuitem", name="Custom run", exact=True).click()
     for name, value in parameters.items():
         _fill_parameter(page, name, value)
+    # A select's list or a date picker still open would take the click meant for Submit.
+    sync_api.expect(page.get_by_role("listbox")).to_have_count(0)
+    sync_api.expect(page.get_by_role("dialog")).to_have_count(0)
     page.get_by_role("button", name="Submit", exact=True).click()
 
     # A toast "<run name> scheduled to start now" links to the new run's page: .../runs/flow-run/<id>
@@ -185,63 +189,38 @@ def ui_url() -> str:
 
 
 @pytest.fixture
-def work_pool() -> Iterator[str]:
-    """A process work pool of this test's own (the worker below polls only it)."""
-    name = f"ui-check-{uuid.uuid4().hex[:8]}"
-    template = ProcessWorker.get_default_base_job_template()
+def local_pool() -> Iterator[str]:
+    """The process pool of the -local deployments, as `oceantaco prefect setup` makes it (removed after
+    if this test made it)."""
     with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
-        try:
-            yield name
-        finally:
-            client.delete_work_pool(name)
-
-
-@pytest.fixture
-def ui_deployment(work_pool: str) -> Iterator[tuple[str, str]]:
-    """(flow name, deployment name): `ui_flow.py` deployed as `backfill`; flow and runs deleted after."""
-    source = flow.from_source(source=str(TESTS_DIR), entrypoint="ui_flow.py:ui_check")
-    deployment_id = source.deploy(
-        name="backfill", work_pool_name=work_pool, print_next_steps=False, ignore_warnings=True
-    )
-    try:
-        yield FLOW_NAME, "backfill"
-    finally:
-        with get_client(sync_client=True) as client:
-            flow_id = client.read_deployment(deployment_id).flow_id
-            client.delete_flow(flow_id)  # with its deployments and flow runs
-
-
-@pytest.fixture
-def worker(work_pool: str, tmp_path: Path) -> Iterator[Path]:
-    """`prefect worker start` for the pool, polling every second; yields its log file."""
-    log_path = tmp_path / "worker.log"
-    prefect = str(Path(sys.executable).parent / "prefect")
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [prefect, "worker", "start", "--pool", work_pool, "--type", "process"],
-            env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        actions = prefect_setup.ensure_work_pools(
+            client, prefect_setup.work_pool_specs(["local"], REPO / "deploy")
         )
         try:
-            yield log_path
+            yield prefect_setup.LOCAL_POOL
         finally:
-            _stop_worker(process)
+            if actions[prefect_setup.LOCAL_POOL] == "created":
+                client.delete_work_pool(prefect_setup.LOCAL_POOL)
 
 
-def _stop_worker(process: subprocess.Popen[bytes]) -> None:
-    """One SIGINT makes the worker announce its shutdown, a second one ends it; SIGKILL as a last resort."""
-    for wait in (5.0, 15.0):
-        if process.poll() is not None:
-            break
-        process.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=wait)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # the worker's session: any flow run process left behind
-    process.wait()
+@pytest.fixture
+def backfill_deployment(local_pool: str) -> Iterator[str]:
+    """`backfill-local` deployed by `prefect deploy` from the real prefect.yaml (deleted after)."""
+    prefect_deploy(DEPLOYMENT)
+    try:
+        yield DEPLOYMENT
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_deployment(client.read_deployment_by_name(f"{PIPELINE}/{DEPLOYMENT}").id)
+
+
+@pytest.fixture
+def worker(local_pool: str, tiny_mirror, upstream_env, tmp_path: Path) -> Iterator[Path]:
+    """A process worker on the pool whose flow runs read the tiny upstream mirror; yields its log file."""
+    upstream_env(tiny_mirror.cmems_mirror, tiny_mirror.argo_gdac)  # the worker's flow runs inherit it
+    log = tmp_path / "worker.log"
+    with process_worker(local_pool, log):
+        yield log
 
 
 @pytest.fixture
@@ -261,17 +240,24 @@ def page() -> Iterator[Page]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(240)
-def test_custom_run_from_the_ui_completes(
-    ui_url: str, ui_deployment: tuple[str, str], worker: Path, page: Page, tmp_path: Path
+@pytest.mark.timeout(300)
+def test_a_backfill_run_from_the_ui_completes_and_shows_its_report(
+    ui_url: str, backfill_deployment: str, worker: Path, page: Page, tmp_path: Path
 ) -> None:
-    flow_name, deployment_name = ui_deployment
-    dates = {"start": "2024-01-30", "end": "2024-02-01"}
+    root = tmp_path / "root"
+    form = {"start": DAY, "end": DAY, "root": str(root), "products": ["l4_ssh", "argo"]}
+    refused: list[str] = []  # API calls the UI made that failed, to explain a form that did not submit
+    page.on(
+        "response",
+        lambda r: refused.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None,
+    )
     try:
-        run_id = run_deployment_from_ui(page, ui_url, flow_name, deployment_name, dates)
-    except Exception:
+        run_id = run_deployment_from_ui(page, ui_url, PIPELINE, backfill_deployment, form)
+    except Exception as exc:
         page.screenshot(path=tmp_path / "ui-failure.png", full_page=True)
-        raise
+        raise AssertionError(
+            f"{exc}\nfailed API calls: {refused}\nscreenshot: {tmp_path / 'ui-failure.png'}"
+        ) from exc
 
     with get_client(sync_client=True) as client:
         deadline = time.monotonic() + RUN_TIMEOUT
@@ -279,13 +265,19 @@ def test_custom_run_from_the_ui_completes(
         while not (run.state and run.state.is_final()) and time.monotonic() < deadline:
             time.sleep(0.5)
             run = client.read_flow_run(run.id)
-        deployment = client.read_deployment_by_name(f"{flow_name}/{deployment_name}")
+        deployment = client.read_deployment_by_name(f"{PIPELINE}/{backfill_deployment}")
 
     state = run.state.type.value if run.state else None
     worker_log = worker.read_text(errors="replace")[-3000:]
     assert state == "COMPLETED", f"flow run {run_id} from the UI ended {state}; worker log:\n{worker_log}"
     assert run.deployment_id == deployment.id
-    assert run.parameters == dates  # exactly the dates typed into the form, as ISO strings
+    typed = {k: v for k, v in run.parameters.items() if k in form}
+    assert typed == form  # exactly what was typed into the form (dates as ISO strings)
+    taco = Roots.under(str(root)).taco
+    tacoreader.clear_cache()
+    assert tacoreader.load(taco, cache=False).data["id"].to_pylist() == [DAY.replace("-", "_")]
 
     page.reload()  # the run's page, opened from the toast
     sync_api.expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
+    page.get_by_role("tab", name="Artifacts").click()  # the run report, as a user finds it
+    sync_api.expect(page.get_by_text("oceantaco-run-summary").first).to_be_visible()

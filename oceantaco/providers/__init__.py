@@ -74,11 +74,17 @@ class FileOutcome:
 
 
 class DownloadError(RuntimeError):
-    """Some files of a day failed; ``transient`` says whether a retry may fetch them."""
+    """Some files of a day failed; ``outcomes`` holds every file's outcome (so a report still counts the
+    ones that arrived) and ``transient`` says whether a retry may fetch the rest."""
 
-    def __init__(self, plan: DayPlan, failed: list[FileOutcome]) -> None:
+    def __init__(self, plan: DayPlan, outcomes: list[FileOutcome]) -> None:
+        self.plan, self.outcomes = plan, outcomes
+        failed = [o for o in outcomes if o.status == "failed"]
         self.transient = any(o.transient for o in failed)
         super().__init__(f"{plan.product} {plan.day}: {len(failed)} file(s) failed, first: {failed[0].error}")
+
+    def __reduce__(self) -> tuple:  # picklable although __init__ does not take the message
+        return (DownloadError, (self.plan, self.outcomes))
 
 
 class Provider(Protocol):

@@ -1,0 +1,90 @@
+"""What the Prefect tests share: `prefect deploy` from the checkout, a process worker, a run's artifacts, and
+the `tiny_mirror` fixture (a pytest plugin of conftest)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.objects import Artifact
+
+from oceantaco.synthetic import MirrorManifest, build_mirror
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+TINY_DAY = dt.date(2024, 1, 31)
+
+
+def prefect_deploy(*names: str, env: dict[str, str] | None = None) -> str:
+    """`prefect --no-prompt deploy` of the named deployments (all without names) from the checkout's
+    prefect.yaml; returns its output."""
+    selection = [arg for name in names for arg in ("--name", name)] or ["--all"]
+    result = subprocess.run(
+        [PREFECT, "--no-prompt", "deploy", *selection],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@contextlib.contextmanager
+def process_worker(pool: str, log: Path, *, run_once: bool = False) -> Iterator[subprocess.Popen]:
+    """`prefect worker start` on ``pool`` from the checkout, polling every second (with ``run_once`` it runs
+    what is queued and exits). Whatever is left (the worker, the flow-run process it started) is stopped:
+    SIGINT twice, then SIGKILL to its process group."""
+    command = [PREFECT, "worker", "start", "--pool", pool, "--type", "process"]
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            command + (["--run-once"] if run_once else []),
+            cwd=REPO,
+            env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield worker
+        finally:
+            for wait in (5.0, 15.0):  # the first SIGINT announces the shutdown, the second ends it
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGINT)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        worker.wait(timeout=wait)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
+def artifacts_of(run_id: UUID | str) -> dict[str, Artifact]:
+    """The artifacts a flow run created, by key."""
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(str(run_id))]))
+        )
+    return {a.key: a for a in artifacts}
+
+
+@pytest.fixture(scope="session")
+def tiny_mirror(tmp_path_factory: pytest.TempPathFactory) -> MirrorManifest:
+    """One day (TINY_DAY) of L4 SSH on a 1° grid and of Argo: the smallest upstream a whole run needs."""
+    return build_mirror(
+        tmp_path_factory.mktemp("upstream"),
+        [TINY_DAY],
+        l4_resolution=1.0,
+        grid_products=(),
+        alongtrack_points=None,
+    )
