@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-e2e test-fast lint clean
+.PHONY: install demo test test-e2e test-reliability test-fast lint clean
 
 install: $(VENV)/.installed
 
@@ -21,16 +21,21 @@ lint: install
 
 # One real Prefect server for the whole suite; the tests start moto, the GCS emulator and HTTP servers.
 test: install lint
-	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q -m "not e2e" --durations=10
+	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q -m "not e2e and not reliability" --durations=10
 
 # End-to-end runs: downloads of every product from local Copernicus Marine, AVISO FTP and GDAC servers,
 # Prefect deployments from prefect.yaml run by a real worker, and the Prefect UI in headless Chromium.
 test-e2e: install
 	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q -m e2e --durations=10
 
+# Fault injection (tests/reliability): kill -9 anywhere, flaky providers, bad files and CLI input, concurrent
+# runs, secrets. Faults are drawn from OCEANTACO_FAULT_SEED (default fixed) to replay a failure.
+test-reliability: install
+	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q -m reliability --durations=10 tests/reliability
+
 # Without the Prefect server: tests marked `prefect` skip.
 test-fast: install
-	$(BIN)/pytest -q -m "not prefect and not e2e"
+	$(BIN)/pytest -q -m "not prefect and not e2e and not reliability"
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -9,16 +9,18 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from oceantaco import steps
+from oceantaco.catalog import load_catalog
 from oceantaco.cli_prefect import prefect_app
 from oceantaco.duplicates import RESOLUTION_RULES
 from oceantaco.formatting import FormatResult
 from oceantaco.inventory import INVENTORY_NAME
 from oceantaco.progress import progress
-from oceantaco.providers import aviso
+from oceantaco.providers import aviso, cmems
 from oceantaco.settings import Settings
-from oceantaco.storage import Storage
+from oceantaco.storage import Storage, StorageUnreachableError
 from oceantaco.taco import DEFAULT_KEEP_RELEASES, LAYOUTS
 from oceantaco.verify import TacoVerificationError
 
@@ -27,25 +29,51 @@ app.add_typer(prefect_app, name="prefect")
 console = Console(stderr=True)
 
 
-def _days(start: str, end: str) -> list[dt.date]:
+def _days(start: str, end: str, names: tuple[str, str] = ("--start-date", "--end-date")) -> list[dt.date]:
     try:
-        return steps.date_range(_date(start), _date(end))
+        return steps.date_range(_date(start, names[0]), _date(end, names[1]))
     except ValueError as exc:
-        _refuse(str(exc))
+        _refuse(f"{exc}; swap {names[0]} and {names[1]}")
 
 
-def _date(value: str | None) -> dt.date | None:
+def _date(value: str | None, option: str) -> dt.date | None:
+    # Checked here rather than by a typer callback: typer boxes its BadParameter messages over several lines.
     if value is None:
         return None
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
+        _refuse(f"{option} {value!r} is not a date; use YYYY-MM-DD, e.g. 2024-01-31")
 
 
 def _refuse(message: str) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}")
+    """One line on stderr (never wrapped at the terminal width, no markup parsing of the message), exit 2."""
+    console.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _reachable(*roots: str | None) -> None:
+    """Refuse, before any work, bucket roots that cannot be used (no bucket, no endpoint, no credentials)."""
+    for root in roots:
+        if root is None:
+            continue
+        try:
+            Storage(root).check_reachable()
+        except StorageUnreachableError as exc:
+            _refuse(str(exc))
+        except ValueError as exc:  # fsspec: unknown protocol or malformed URL
+            _refuse(f"{root}: {exc}")
+
+
+def _cmems_credentials(tokens: list[str], settings: Settings) -> None:
+    """Refuse up front when Copernicus Marine products need the toolbox and its account is not set."""
+    catalog = load_catalog()
+    toolbox = [t for t in tokens if catalog[t].provider == "cmems"] if settings.cmems_mirror is None else []
+    if toolbox:
+        try:
+            cmems.require_credentials(", ".join(toolbox))
+        except cmems.CmemsCredentialsError as exc:
+            _refuse(str(exc))
 
 
 def _products(names: list[str] | None) -> list[str]:
@@ -101,6 +129,7 @@ def download(
         _refuse("--dry-run and --download are mutually exclusive")
     days = _days(start_date, end_date)
     products = _products(sources)
+    _reachable(output_dir, log_dir)
     raw = Storage(output_dir)
     settings = aviso.apply_cli_options(
         Settings(),
@@ -111,6 +140,7 @@ def download(
         refresh_catalog=refresh_catalog,
         dry_run=not do_download,
     )
+    _cmems_credentials(products, settings)  # planning asks the toolbox too, so also on a dry run
     report = steps.DownloadReport(started=steps.timestamp(), dry_run=not do_download)
     logs = Storage(log_dir) if log_dir else raw.child("logs")
     spans = [days[i : i + 7] for i in range(0, len(days), 7)] if weekly_batches else [days]
@@ -196,10 +226,11 @@ def format_(
     ] = False,
 ) -> None:
     """Cut raw files into regional NetCDF tiles and write the inventory."""
-    days = _days(date_min, date_max)
+    days = _days(date_min, date_max, ("--date-min", "--date-max"))
     flags = (("l3_swot", include_l3_swot), ("l3_ssh", include_l3_ssh), ("argo", include_argo))
     excluded = {token for token, keep in flags if not keep}
     products = [t for t in _products(only_vars) if t not in excluded]
+    _reachable(data_dir, output_dir)
     formatted = Storage(output_dir)
     pairs = [(t, d) for t in products for d in days]
     table = Table("product", "day", "status", "tiles written", "unchanged")
@@ -271,7 +302,11 @@ def build(
         _refuse(f"--resolve-duplicates {resolve_duplicates!r}: choose one of {', '.join(RESOLUTION_RULES)}")
     excluded = {t for t, keep in (("l3_swot", include_l3_swot), ("argo", include_argo)) if not keep}
     products = [t for t in _products(None) if t not in excluded]
-    selection = {"products": products, "start": _date(start_date), "end": _date(end_date)}
+    start, end = _date(start_date, "--start-date"), _date(end_date, "--end-date")
+    if start is not None and end is not None and end < start:
+        _refuse(f"end date {end} is before start date {start}; swap --start-date and --end-date")
+    _reachable(data_dir, output_dir, inventory_path, duplicate_report_path)
+    selection = {"products": products, "start": start, "end": end}
     try:
         if analyze_duplicates_only:
             check = steps.analyze_duplicates(
@@ -309,6 +344,7 @@ def verify_command(
     ] = None,
 ) -> None:
     """Verify the live release: structure, metadata, every payload's sha256, a sample opened with xarray."""
+    _reachable(output, inventory_path)
     try:
         report = steps.verify(output, inventory_url=inventory_path)
     except FileNotFoundError as exc:
@@ -328,10 +364,13 @@ def run(
     verify: Annotated[bool, typer.Option("--verify/--no-verify")] = True,
 ) -> None:
     """Run download -> format -> build as one Prefect flow (local embedded server unless PREFECT_API_URL)."""
-    from flows.pipeline import pipeline
-
+    # Bad input is refused before importing Prefect and starting a server, which takes seconds.
     tokens = _products(products)
     days = _days(start_date, end_date)
+    _reachable(root)
+    _cmems_credentials(tokens, Settings())
+    from flows.pipeline import pipeline
+
     try:
         report = pipeline(days[0], days[-1], root, tokens, verify)
     except Exception as exc:  # the flow run's own log has the details

@@ -22,8 +22,8 @@ import pandas as pd
 
 from oceantaco import duplicates
 from oceantaco.catalog import Catalog, Product, load_catalog
-from oceantaco.formatting import FormatResult, format_product_day
-from oceantaco.inventory import INVENTORY_NAME, compact, read_inventory
+from oceantaco.formatting import FormatFailure, FormatResult, format_product_day
+from oceantaco.inventory import INVENTORY_NAME, compact, read_inventory, tile_rows
 from oceantaco.providers import DayPlan, FileOutcome, aviso, fetch, get_provider
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
@@ -118,6 +118,11 @@ class DownloadReport:
             "skipped": counts["skipped"],
             "failed": counts["failed"] + len(self.errors),
             "bytes_transferred": sum(f["bytes"] for f in self.files),
+            # Retries over all files, whole-file tries beyond the first plus the transports' own recoveries
+            # (FTP resumes, toolbox retries): how flaky the providers were during this run.
+            "retries": sum(
+                max(0, f.get("attempts", 1) - 1) + f.get("transport_retries", 0) for f in self.files
+            ),
         }
 
     def save(self, log_dir: Storage) -> str:
@@ -181,17 +186,30 @@ def format_many(
 
 @dataclass
 class FormatReport:
-    """Outcome of every (product, day) of one format run, saved as JSON under the log directory."""
+    """Outcome of every (product, day) of one format run, saved as JSON under the log directory.
+
+    Every row has ``status`` and ``reason`` (null when there is nothing to say), as the inventory does; a
+    failed row also has ``error_type``, ``error_message`` and the raw keys it ``quarantined``.
+    """
 
     started: str
     days: list[dict] = field(default_factory=list)
 
-    def add(self, product: str, day: dt.date, result: FormatResult | Exception) -> None:
+    def add(self, product: str, day: dt.date, result: FormatResult | BaseException) -> None:
         row: dict = {"product": product, "day": day.isoformat()}
         if isinstance(result, FormatResult):
             row.update(asdict(result), day=day.isoformat())
         else:
-            row.update(status="failed", error_type=type(result).__name__, error_message=str(result))
+            # A FormatFailure carries the original error's type; anything else failed outside the step
+            # (a crashed worker, a Prefect task that never ran).
+            failure = result if isinstance(result, FormatFailure) else None
+            row.update(
+                status="failed",
+                reason=str(result),
+                error_type=failure.error_type if failure else type(result).__name__,
+                error_message=str(result),
+                quarantined=list(failure.quarantined) if failure else [],
+            )
         self.days.append(row)
 
     @property
@@ -209,6 +227,7 @@ class FormatReport:
             **{status: counts[status] for status in ("formatted", "unchanged", "no_input", "failed")},
             "tiles_written": sum(r.get("tiles_written", 0) for r in self.days),
             "values_out_of_range": sum(r.get("values_out_of_range", 0) for r in self.days),
+            "quarantined": sum(len(r.get("quarantined", ())) for r in self.days),
         }
 
     def save(self, log_dir: Storage) -> str:
@@ -248,7 +267,11 @@ def select_inventory(
     start: dt.date | None = None,
     end: dt.date | None = None,
 ) -> pd.DataFrame:
-    """Rows of the given products (tokens) with ``timestamp_file`` in [start, end] (inclusive)."""
+    """Tile rows of the given products (tokens) with ``timestamp_file`` in [start, end] (inclusive).
+
+    Rows of failed / empty (product, day)s are never selected: they have no tile to build from.
+    """
+    inventory = tile_rows(inventory)
     day = inventory["timestamp_file"].dt.date
     keep = day == day
     if products is not None:

@@ -47,8 +47,25 @@ CHUNK_SIZE = 1 << 20  # streaming unit for hashing and copying
 # Read-ahead of remote file objects: bounds memory per open object while keeping request counts low.
 _REMOTE_BLOCK_SIZE = 8 << 20
 _TEMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
+# Object metadata that changes whenever an object is replaced (the ones a backend reports are used).
+_VERSION_FIELDS = ("generation", "ETag", "LastModified", "ino", "mtime", "created", "size")
 _CANONICAL_PROTOCOL = {"gs": "gcs"}  # gcsfs registers ("gs", "gcs"); the project calls it gcs
 _ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "gcs", "memory"})
+
+
+# Buckets the reachability check knows how to probe, with the environment variables that usually fix it.
+_BUCKET_FIXES = {
+    "s3": "check AWS_ENDPOINT_URL and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the pod's IAM role)",
+    "gcs": "check STORAGE_EMULATOR_HOST or GOOGLE_APPLICATION_CREDENTIALS (or workload identity)",
+}
+# One attempt with short timeouts: s3fs and botocore otherwise retry a closed port for ~25 s.
+_PROBE_OPTIONS: dict[str, dict[str, object]] = {
+    "s3": {"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 5, "read_timeout": 15}},
+}
+
+
+class StorageUnreachableError(OSError):
+    """A bucket root that cannot be used at all: no such bucket, no endpoint, no credentials."""
 
 
 @dataclass(frozen=True)
@@ -154,15 +171,47 @@ class Storage:
         return _join(self.url, _clean_key(key, allow_root=True))
 
     def _fresh(self, key: str) -> str:
-        """full_path(key) with fsspec's listings cache dropped: other processes may have written since."""
+        """full_path(key) with fsspec's listings cache dropped for it, its parents and everything below it:
+        other processes may have written since, and a stale listing of a sub-directory would hide their
+        objects from a later ``find`` or ``open``."""
         path = self.full_path(key)
         self.fs.invalidate_cache(path)
+        below = path.rstrip("/") + "/"
+        cache = getattr(self.fs, "dircache", None)
+        if cache:
+            for cached in [p for p in cache if p.startswith(below)]:
+                cache.pop(cached, None)
         return path
 
     def _rel(self, path: str) -> str:
         if not path.startswith(self._prefix):
             raise ValueError(f"{path!r} is not under {self._root!r}")
         return path[len(self._prefix) :]
+
+    def check_reachable(self) -> None:
+        """Fail fast, with the likely fix, when this bucket root cannot be reached.
+
+        One cheap request (the bucket's metadata) on a throw-away client without retries, so a wrong endpoint
+        or missing credentials surface in a second as one clear error instead of a traceback after every
+        retry of the first real request. Local, memory and read-only (http, ftp) roots are not probed.
+        """
+        fix = _BUCKET_FIXES.get(self.protocol)
+        if fix is None:
+            return
+        bucket = self._root.split("/", 1)[0]
+        options = {**_PROBE_OPTIONS.get(self.protocol, {}), **self._options}
+        try:
+            fs, _ = url_to_fs(self.url, skip_instance_cache=True, **options)
+            if hasattr(fs, "retries"):
+                fs.retries = 1  # s3fs' own retry loop, on top of botocore's
+            fs.info(bucket)
+        except FileNotFoundError:
+            raise StorageUnreachableError(
+                f"{self.url}: bucket {bucket!r} does not exist; create it or fix the URL, or {fix}"
+            ) from None
+        except Exception as exc:  # connection refused, DNS, no credentials, access denied, ...
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise StorageUnreachableError(f"{self.url}: cannot reach the bucket ({reason}); {fix}") from None
 
     # ---- reading ------------------------------------------------------------------------------------
 
@@ -185,7 +234,7 @@ class Storage:
         return digest.hexdigest()
 
     def read_bytes(self, key: str) -> bytes:
-        return self.fs.cat_file(self.full_path(_clean_key(key)))
+        return self.fs.cat_file(self._fresh(_clean_key(key)))
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
         """length bytes from offset start (fewer if the object ends first); start must lie inside it."""
@@ -193,11 +242,11 @@ class Storage:
             raise ValueError("start and length must be >= 0")
         if length == 0:
             return b""
-        return self.fs.cat_file(self.full_path(_clean_key(key)), start=start, end=start + length)
+        return self.fs.cat_file(self._fresh(_clean_key(key)), start=start, end=start + length)
 
     def open_read(self, key: str) -> BinaryIO:
         """Seekable binary file object; remote ones read ahead in bounded blocks."""
-        path = self.full_path(_clean_key(key))
+        path = self._fresh(_clean_key(key))
         if self.protocol == "memory":
             # MemoryFileSystem.open() hands out the stored object itself, whose position all readers share.
             return io.BytesIO(self.fs.cat_file(path))
@@ -211,6 +260,23 @@ class Storage:
             return []
         keys = (self._rel(path) for path in paths)
         return sorted(k for k in keys if not _is_temp(k) and (suffix is None or k.endswith(suffix)))
+
+    def versions(self, prefix: str = "", suffix: str | None = None) -> dict[str, str]:
+        """``list`` with a version token per key, from the same one listing: the token changes whenever the
+        object is replaced, even by the same bytes (generation on GCS, ETag + time on S3, inode + mtime on
+        disk), so a reader can tell that what it read earlier is no longer what is stored."""
+        try:
+            found = self.fs.find(self._fresh(prefix), detail=True)
+        except FileNotFoundError:
+            return {}
+        tokens = {}
+        for path, info in found.items():
+            key = self._rel(path)
+            if _is_temp(key) or (suffix is not None and not key.endswith(suffix)):
+                continue
+            fields = (info.get(name) for name in _VERSION_FIELDS)
+            tokens[key] = "/".join(str(value) for value in fields if value is not None)
+        return dict(sorted(tokens.items()))
 
     def list_dirs(self, prefix: str = "") -> list[str]:
         """Names of the immediate sub-directories of prefix, sorted.

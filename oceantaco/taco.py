@@ -40,8 +40,10 @@ import functools
 import hashlib
 import json
 import logging
+import struct
 import tempfile
 import time
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -60,6 +62,7 @@ from tacozip.config import TACO_HEADER_SIZE
 
 from oceantaco import releases
 from oceantaco.catalog import Catalog, Product
+from oceantaco.inventory import tile_rows
 from oceantaco.regions import REGIONS, region
 from oceantaco.storage import Storage
 from oceantaco.verify import (
@@ -353,7 +356,7 @@ def build_taco(
         raise ValueError(f"keep_releases must be at least 1, got {keep_releases}")
     started = time.monotonic()
     collection = _collection(catalog)
-    parts = _plan(inventory, catalog)
+    parts = _plan(tile_rows(inventory), catalog)  # failed / empty days have no tile to pack
     current = releases.read_current(output)
     previous = releases.read_manifest(output, current.release) if current else None
     if previous is not None and previous["layout"] != layout:
@@ -511,6 +514,37 @@ def _report(
     return report
 
 
+# DOS time 00:00:00 and date 1980-01-01, the earliest a zip entry can carry.
+_DOS_EPOCH = struct.pack("<HH", 0, (1 << 5) | 1)
+_CENTRAL_HEADER = struct.Struct("<4s8x4s12xHHH12x")  # 46 bytes: signature, time+date, name/extra/comment
+
+
+def freeze_zip_times(path: Path) -> None:
+    """Set every entry's modification time to 1980-01-01 00:00, in place.
+
+    tacozip stamps each entry with the time its file was written, so two builds of the same inputs made
+    different bytes under the same part name. A part now depends on its contents only: a build re-run
+    after a crash, or on another machine, writes the identical object. Only the fixed-size time fields
+    of the local and central headers change; no offset moves, so the TACO header stays valid.
+    """
+    with zipfile.ZipFile(path) as archive:
+        entries = archive.infolist()
+        central_directory = archive.start_dir
+    with open(path, "r+b") as f:
+        for entry in entries:
+            f.seek(entry.header_offset + 10)  # local file header: version(2) flags(2) method(2) time date
+            f.write(_DOS_EPOCH)
+        position = central_directory
+        for _ in entries:
+            f.seek(position)
+            signature, _stamp, name, extra, comment = _CENTRAL_HEADER.unpack(f.read(_CENTRAL_HEADER.size))
+            if signature != b"PK\x01\x02":
+                raise ValueError(f"{path}: unexpected zip central directory at byte {position}")
+            f.seek(position + 12)
+            f.write(_DOS_EPOCH)
+            position += _CENTRAL_HEADER.size + name + extra + comment
+
+
 def _stage_zip(build: _Build) -> _Staged | None:
     """Write the months whose inputs changed as new parts, and stage a catalog over all parts."""
     parts, formatted, output, collection, previous, workdir, release = build.unpack()
@@ -530,6 +564,7 @@ def _stage_zip(build: _Build) -> _Staged | None:
         size = output.size(name)
         if size is None:
             path = _write_taco(part.days, part.slots, local / name, "zip", collection, formatted, empty)
+            freeze_zip_times(path)
             result = output.put_file(path, name)
             sha256, size = result.sha256, result.size
             logger.info("wrote %s (%d days, %d bytes)", output.url_of(name), len(part.days), size)

@@ -273,6 +273,31 @@ class FTPService(Service):
     stats: FTPServerStats = field(default_factory=FTPServerStats)
 
 
+def serve_ftp(handler: type, thread_name: str) -> tuple[int, Callable[[], None]]:
+    """Serve a pyftpdlib handler class on a free 127.0.0.1 port from a thread; its port and a stop()."""
+    from pyftpdlib.ioloop import IOLoop
+    from pyftpdlib.servers import FTPServer
+
+    ioloop = IOLoop()
+    server = FTPServer(("127.0.0.1", 0), handler, ioloop=ioloop)
+    port = server.address[1]
+    stop_flag = threading.Event()
+
+    def serve() -> None:
+        while not stop_flag.is_set():
+            ioloop.loop(0.05, blocking=False)  # serve_forever() would log a start line per call
+        server.close_all()
+
+    thread = threading.Thread(target=serve, name=f"{thread_name}-{port}", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stop_flag.set()
+        thread.join(timeout=STOP_TIMEOUT)
+
+    return port, stop
+
+
 def start_ftp_server(
     root: str | Path,
     user: str,
@@ -291,8 +316,6 @@ def start_ftp_server(
     """
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import DTPHandler, FTPHandler
-    from pyftpdlib.ioloop import IOLoop
-    from pyftpdlib.servers import FTPServer
 
     stats = FTPServerStats()
     rng = random.Random(seed)
@@ -367,23 +390,7 @@ def start_ftp_server(
     Handler.authorizer = authorizer
     if not mlsd:
         Handler.proto_cmds = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")}
-    ioloop = IOLoop()
-    server = FTPServer(("127.0.0.1", 0), Handler, ioloop=ioloop)
-    port = server.address[1]
-    stop_flag = threading.Event()
-
-    def serve() -> None:
-        while not stop_flag.is_set():
-            ioloop.loop(0.05, blocking=False)  # serve_forever() would log a start line per call
-        server.close_all()
-
-    thread = threading.Thread(target=serve, name=f"ftp-server-{port}", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        stop_flag.set()
-        thread.join(timeout=STOP_TIMEOUT)
-
+    port, stop = serve_ftp(Handler, "ftp-server")
     service = FTPService(
         name="ftp-server", url=f"ftp://127.0.0.1:{port}", port=port, _stopper=stop, stats=stats
     )

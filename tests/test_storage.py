@@ -217,6 +217,20 @@ def test_list_is_recursive_sorted_relative_and_hides_temp_objects(storage: Stora
     assert storage.list("missing") == []
 
 
+def test_versions_change_when_an_object_is_replaced(storage: Storage) -> None:
+    for key in ["f/a.parquet", "f/b.parquet", "f/c.txt"]:
+        storage.write_bytes(key, b"first " + key.encode())
+    storage.fs.pipe_file(storage.full_path("f/.a.parquet.tmp-" + "0" * 32), b"partial")
+    before = storage.versions("f", suffix=".parquet")
+    assert list(before) == ["f/a.parquet", "f/b.parquet"] and all(before.values())
+
+    storage.write_bytes("f/a.parquet", b"second")
+    after = storage.versions("f", suffix=".parquet")
+    assert after["f/a.parquet"] != before["f/a.parquet"]
+    assert after["f/b.parquet"] == before["f/b.parquet"]
+    assert storage.versions("missing") == {}
+
+
 def test_list_dirs(storage: Storage) -> None:
     assert storage.list_dirs() == []
     for key in ["2024/02/t.nc", "2024/01/t.nc", "2023/12/t.nc", "top.nc"]:

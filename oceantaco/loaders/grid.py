@@ -61,6 +61,10 @@ class Field:
     def block(self, rows: Selector, cols: Selector) -> np.ndarray:
         raise NotImplementedError
 
+    def has_values(self) -> bool:
+        """Whether any cell holds a value (not fill, missing or NaN)."""
+        raise NotImplementedError
+
 
 def _take(data: np.ndarray, rows: Selector, cols: Selector) -> np.ndarray:
     return data[rows][:, cols] if isinstance(rows, np.ndarray) else data[rows, cols]
@@ -78,6 +82,10 @@ class StoredField(Field):
     def block(self, rows: Selector, cols: Selector) -> np.ndarray:
         values = decode(_take(self.data, rows, cols), self.attrs)
         return convert_units(values, self.attrs.get("units"), self.target_units, name=self.name)
+
+    def has_values(self) -> bool:
+        packing = Packing.of(self.attrs)
+        return not packing.missing_mask(packing.stored(self.data)).all()
 
 
 class Accumulator:
@@ -107,7 +115,8 @@ class Accumulator:
         same_packing = Packing.of(attrs) == self.packing and attrs.get("units") == self.units
         return np.dtype(dtype) == self.dtype and same_packing
 
-    def add(self, raw: np.ndarray) -> None:
+    def add(self, raw: np.ndarray) -> int:
+        """Add one time step; returns how many of its cells hold a value."""
         data = self.packing.stored(raw)
         valid = ~self.packing.missing_mask(data)
         self.count += valid
@@ -118,6 +127,7 @@ class Accumulator:
         self.squares += wide
         np.minimum(self.low, np.where(valid, data, self.largest), out=self.low)
         np.maximum(self.high, np.where(valid, data, self.smallest), out=self.high)
+        return int(np.count_nonzero(valid))
 
     def physical(self, stored: np.ndarray) -> np.ndarray:
         values = stored * self.packing.scale + self.packing.offset
@@ -149,6 +159,9 @@ class StatisticField(Field):
 
     def block(self, rows: Selector, cols: Selector) -> np.ndarray:
         return self.accumulator.statistic(self.statistic, rows, cols)
+
+    def has_values(self) -> bool:
+        return bool(self.accumulator.count.any())
 
 
 @dataclass
@@ -219,6 +232,12 @@ def _check_required(ds: NetcdfFile, product: Product, path: Path, names: list[st
         raise InputError(f"{path.name}: main variable(s) {', '.join(missing)} missing")
 
 
+def _all_fill(path: Path, name: str) -> InputError:
+    # Gridded products are global daily fields (L4 analyses, models, L3 daily composites): a main variable
+    # without a single value is a broken file, never a real day, and must not become tiles of fill.
+    return InputError(f"{path.name}: main variable {name} holds only fill values (no valid cell)")
+
+
 def read_day(path: Path, product: Product, *, names: list[str] | None = None) -> GridDay:
     """One file holding one time step: every catalog variable present, stored and ready to cut into tiles."""
     with _open(path) as ds:
@@ -252,6 +271,9 @@ def _read_stored(ds: NetcdfFile, path: Path, product: Product, names: list[str] 
         day.fields[name] = StoredField(plane, var.attrs, spec.units, f"{path.name}: {name}")
     if omitted:
         day.notes["omitted_variables"] = "; ".join(f"{k}: {v}" for k, v in omitted.items())
+    for name in product.required_variables():
+        if name in day.fields and not day.fields[name].has_values():
+            raise _all_fill(path, name)
     return day
 
 
@@ -289,6 +311,7 @@ def _accumulate(
     elif not all(np.array_equal(a.values, b.values) for a, b in zip(axes, file_axes, strict=True)):
         raise InputError(f"{path.name}: grid differs from the day's other files")
     file_steps = 0
+    required = {product.variables[n].source or n for n in product.required_variables()}
     for source, target_units in units.items():
         if source not in ds:
             raise InputError(f"{path.name}: {source} missing")
@@ -301,8 +324,9 @@ def _accumulate(
             raise InputError(f"{path.name}: {source} is stored differently from the day's other files")
         stored = plane if "time" in var.dims else plane[None]
         file_steps = stored.shape[0]
-        for step in stored:
-            accumulators[source].add(step)
+        valid = sum(accumulators[source].add(step) for step in stored)
+        if source in required and not valid:
+            raise _all_fill(path, source)
     return axes, file_steps
 
 

@@ -284,3 +284,19 @@ def open_netcdf(path: Path, aliases: Mapping[str, str] | None = None) -> Iterato
         yield NetcdfFile(variables, aliases or {}, handle.attrs)
     finally:
         handle.close()
+
+
+def unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read in full (header, every variable's data), or None when it can.
+
+    For failures whose message names no file (HDF5 errors on a truncated data chunk): it finds which of a
+    day's files is damaged. It reads everything, so it is only for the failure path.
+    """
+    try:
+        with open_netcdf(path) as ds:
+            for var in ds.values():
+                var.read()
+    except Exception as exc:  # any error is the answer here, not a crash
+        message = str(exc)
+        return message if message.startswith(path.name) else f"{path.name}: {type(exc).__name__}: {message}"
+    return None

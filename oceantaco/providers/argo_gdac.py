@@ -16,7 +16,7 @@ from typing import BinaryIO
 import pandas as pd
 
 from oceantaco.catalog import Product
-from oceantaco.providers import DayPlan, RemoteFile, register, with_retries
+from oceantaco.providers import DayPlan, RemoteFile, is_transient, register, with_retries
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
 
@@ -74,14 +74,25 @@ class ArgoGDAC:
         self.source = Storage(settings.argo_gdac)
 
     def _read_index(self, days: list[dt.date]) -> pd.DataFrame:
-        def read(name: str) -> pd.DataFrame:
-            with self.source.open_read(name) as stream:
-                return parse_index(stream, gzip=name.endswith(".gz"), days=days)
+        """The index rows of ``days``: the compressed index if the GDAC has one, else the plain one.
 
-        for name in INDEX_NAMES:
-            if self.source.exists(name):
-                return with_retries(lambda name=name: read(name))[0]
-        raise FileNotFoundError(f"no {' or '.join(INDEX_NAMES)} at the Argo GDAC {self.source.url}")
+        Whether an index exists is decided by opening it inside the retries: a HEAD answered 503 reaches us
+        as a FileNotFoundError too (fsspec's HTTP), and must be retried, not taken for a missing index.
+        """
+
+        def read() -> pd.DataFrame:
+            for name in INDEX_NAMES:
+                try:
+                    stream = self.source.open_read(name)
+                except FileNotFoundError as exc:
+                    if is_transient(exc):
+                        raise
+                    continue
+                with stream:
+                    return parse_index(stream, gzip=name.endswith(".gz"), days=days)
+            raise FileNotFoundError(f"no {' or '.join(INDEX_NAMES)} at the Argo GDAC {self.source.url}")
+
+        return with_retries(read)[0]
 
     def plan(self, product: Product, days: list[dt.date]) -> list[DayPlan]:
         index = self._read_index(days)

@@ -48,7 +48,7 @@ from fsspec.utils import infer_storage_options
 from pydantic import SecretStr
 
 from oceantaco.catalog import Product, load_catalog
-from oceantaco.providers import DayPlan, RemoteFile, register
+from oceantaco.providers import DayPlan, RemoteFile, note_retry, register
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
 
@@ -321,6 +321,7 @@ class ConnectionPool:
     def note_retry(self) -> None:
         with self._lock:
             self.stats.retries += 1
+        note_retry()  # and in the current file's outcome, when a fetch is running in this thread
 
     def note_file(self, size: int) -> None:
         with self._lock:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from oceantaco.catalog import Dataset, Product, load_catalog
-from oceantaco.providers import DayPlan, RemoteFile, register
+from oceantaco.providers import DayPlan, RemoteFile, is_transient, note_retry, register, with_retries
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
 
@@ -76,6 +76,22 @@ def day_files(tree: Storage, base: str, dataset: Dataset, day: dt.date, version:
         if found:
             return found
     return []
+
+
+def _listed_size(source: Storage, key: str) -> int | None:
+    """Size of a file just listed, None when it is gone; a transient failure raises, to be retried.
+
+    ``Storage.size`` reads any FileNotFoundError as "no such object", but fsspec's HTTP also raises it when
+    the HEAD and the GET for the size were both answered 503.
+    """
+    try:
+        info = source.fs.info(source.full_path(key))
+    except FileNotFoundError as exc:
+        if is_transient(exc):
+            raise
+        return None
+    size = info.get("size")
+    return int(size) if size is not None and info.get("type") == "file" else None
 
 
 def choose_version(versions: list[str], dataset: Dataset, settings: Settings) -> str | None:
@@ -279,6 +295,7 @@ def toolbox_call(
             attempts,
             delay,
         )
+        note_retry()  # counted in the file's outcome when this call fetches a file
         _sleep(delay)
     raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -541,8 +558,12 @@ class CopernicusMarine:
         return self._plan_toolbox(product, days)
 
     def _plan_mirror(self, product: Product, days: list[dt.date], source: Storage) -> list[DayPlan]:
+        """Each listing and size request is retried on its own: a mirror answering one request 503 (or
+        resetting it) must neither fail the whole plan nor make a file look missing."""
         versions = {
-            ds.dataset_id: choose_version(dataset_versions(source, "", ds), ds, self.settings)
+            ds.dataset_id: choose_version(
+                with_retries(lambda ds=ds: dataset_versions(source, "", ds))[0], ds, self.settings
+            )
             for ds in product.datasets
         }
         plans = []
@@ -552,8 +573,14 @@ class CopernicusMarine:
                 version = versions[dataset.dataset_id]
                 if version is None:
                     continue
-                for key in day_files(source, "", dataset, day, version):
-                    files.append(RemoteFile(key, f"{product.raw_dir}/{key}", source.size(key)))
+                keys = with_retries(
+                    lambda dataset=dataset, day=day, version=version: day_files(
+                        source, "", dataset, day, version
+                    )
+                )[0]
+                for key in keys:
+                    size = with_retries(lambda key=key: _listed_size(source, key))[0]
+                    files.append(RemoteFile(key, f"{product.raw_dir}/{key}", size))
             plans.append(DayPlan(product.token, day, tuple(files)))
         return plans
 
