@@ -1,7 +1,7 @@
 """Kill -9 anywhere: a pod can die at any instruction, and the next run must converge to the same dataset.
 
-A 3-day run of every product the synthetic upstream serves (the 10 CMEMS products and Argo; SWOT comes
-from AVISO's FTP, tested in test_flaky_providers) goes to a root on the local S3 server twice:
+A 3-day run of all 11 products (10 from a Copernicus Marine mirror, SWOT from a local AVISO FTP server,
+Argo from a GDAC tree) goes to a root on the local S3 server twice:
 
 - **reference**: download -> format -> build, each step once, uninterrupted;
 - **killed**: each step is started as the real CLI in its own process group and SIGKILLed (the group, as
@@ -27,20 +27,25 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from services import FTPService, start_ftp_server
 
 from oceantaco.catalog import load_catalog
 from oceantaco.inventory import INVENTORY_NAME, read_inventory
 from oceantaco.steps import Roots
 from oceantaco.storage import Storage
 from oceantaco.synthetic import MirrorManifest, build_mirror
+from oceantaco.synthetic_sparse import swot_day, write_swot_pass
 from oceantaco.taco import verify_output
 
 DAYS = [dt.date(2024, 1, 30), dt.date(2024, 1, 31), dt.date(2024, 2, 1)]
+SWOT_L3 = "swot_products/l3_karin_nadir/l3_lr_ssh/v2_0_1/Basic"  # AVISO's folder of SWOT L3 passes
+AVISO_USER, AVISO_PASSWORD = "kill-test", "kill-test-password"
 OCEANTACO = str(Path(sys.executable).parent / "oceantaco")
 # Kill points per step (at least 20 in all). A step is killed this many times at most; once its run
 # finishes before the drawn delay, the step is done and its remaining kill points are not used.
@@ -48,8 +53,9 @@ KILLS = {"download": 8, "format": 10, "build": 10}
 STARTUP_SECONDS = 1.5  # interpreter, imports, bucket check: a kill earlier than this hits no work
 STEP_TIMEOUT = 300
 # Objects that differ between two correct runs by design: run logs and reports (named by their start
-# time) and release folders (named by their publication time).
-RUN_SPECIFIC = re.compile(r"(^|/)logs/|^taco/releases/|^taco/CURRENT$|^taco/\.tacocat/")
+# time), release folders (named by their publication time) and the AVISO listing cache (stamped with
+# the time it was listed).
+RUN_SPECIFIC = re.compile(r"(^|/)logs/|^taco/releases/|^taco/CURRENT$|^taco/\.tacocat/|^raw/[^/]+/catalog/")
 
 
 def step_argv(step: str, root: str) -> list[str]:
@@ -119,11 +125,11 @@ def comparable(inventory: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(list(frame.columns)).reset_index(drop=True)
 
 
-def upstream_digests(mirror: MirrorManifest) -> dict[str, str]:
+def upstream_digests(files: list[Path]) -> dict[str, str]:
     """sha256 of every upstream file by file name (names are unique: they carry product, day, hour)."""
-    names = Counter(p.name for p in mirror.files)
+    names = Counter(p.name for p in files)
     assert max(names.values()) == 1
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in mirror.files}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 @dataclass
@@ -168,10 +174,33 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> MirrorManifest:
     return build_mirror(tmp_path_factory.mktemp("upstream"), DAYS, l4_resolution=1.0, alongtrack_points=200)
 
 
+@pytest.fixture(scope="module")
+def aviso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FTPService, list[Path]]]:
+    """An AVISO-like FTP server with two short SWOT L3 passes per day, and the pass files."""
+    tree = tmp_path_factory.mktemp("aviso")
+    # A pass crossing midnight belongs to both days: written once.
+    passes = {(c, p, t) for day in DAYS for c, p, t in swot_day(day, n_passes=2, n_lines=50)}
+    files = [
+        write_swot_pass(tree / SWOT_L3 / f"cycle_{c:03d}", c, p, t, n_lines=50) for c, p, t in sorted(passes)
+    ]
+    with start_ftp_server(tree, AVISO_USER, AVISO_PASSWORD) as service:
+        yield service, files
+
+
 def test_kill_9_anywhere_then_rerun_converges_to_the_uninterrupted_result(
-    mirror: MirrorManifest, upstream_env, s3_bucket: str, rng: random.Random, tmp_path: Path
+    mirror: MirrorManifest,
+    aviso: tuple[FTPService, list[Path]],
+    upstream_env,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_bucket: str,
+    rng: random.Random,
+    tmp_path: Path,
 ) -> None:
     upstream_env(mirror.cmems_mirror, mirror.argo_gdac)  # the CLI processes inherit it
+    server, swot_passes = aviso
+    monkeypatch.setenv("OCEANTACO_AVISO_FTP_URL", server.url)
+    monkeypatch.setenv("OCEANTACO_AVISO_USER", AVISO_USER)
+    monkeypatch.setenv("OCEANTACO_AVISO_PASSWORD", AVISO_PASSWORD)
     log = tmp_path / "steps.log"
 
     reference_root = f"{s3_bucket}/reference"
@@ -183,20 +212,24 @@ def test_kill_9_anywhere_then_rerun_converges_to_the_uninterrupted_result(
     reference = snapshot(reference_root)
     assert reference.inventory is not None and len(reference.inventory) > 0
 
-    probe = Probe(reference, upstream_digests(mirror))
+    swot_tiles = [k for k in reference.objects if k.startswith("formatted/l3_swot/") and k.endswith(".nc")]
+    assert swot_tiles, "the reference run made no SWOT tile"
+    probe = Probe(reference, upstream_digests([*mirror.files, *swot_passes]))
     killed_root = f"{s3_bucket}/killed"
     kills: list[tuple[str, float]] = []
     for step, budget in KILLS.items():
         # Each restart skips the work already done, so each kill lands within what is left of the
         # uninterrupted step's time (at most 70 % of it, so that most kills land before the end).
-        left = max(durations[step] - STARTUP_SECONDS, 0.5)
+        # A restart also re-checks what is done, so the estimate never drops below a quarter of the step.
+        full = max(durations[step] - STARTUP_SECONDS, 0.5)
+        left = full
         for _ in range(budget):
             worked = rng.uniform(0.1, 0.7) * left
             if not run_or_kill(step, killed_root, log, STARTUP_SECONDS + worked):
                 break
             kills.append((step, round(STARTUP_SECONDS + worked, 2)))
             probe.after_kill(killed_root)
-            left = max(left - worked, 0.3)
+            left = max(left - worked, full / 4)
         else:
             run_step(step, killed_root, log)  # the run after the last kill
 
