@@ -24,7 +24,7 @@ test: install lint
 	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q -m "not e2e and not reliability" --durations=10
 
 # End-to-end runs: downloads of every product from local Copernicus Marine, AVISO FTP and GDAC servers,
-# Prefect deployments from prefect.yaml run by a real worker, and the Prefect UI in headless Chromium.
+# whole pipeline runs through Prefect (local and S3 roots), and the Prefect UI in headless Chromium.
 test-e2e: install
 	$(BIN)/python tests/run_with_prefect.py -- $(BIN)/pytest -q -m e2e --durations=10
 

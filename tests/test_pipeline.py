@@ -25,7 +25,7 @@ from oceantaco.storage import Storage
 from oceantaco.synthetic import build_mirror
 from oceantaco.taco import read_slots
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.e2e]  # whole pipeline runs: `make test-e2e`
 
 DAYS = [dt.date(2024, 1, 30), dt.date(2024, 1, 31), dt.date(2024, 2, 1)]
 CATALOG = load_catalog()
