@@ -14,6 +14,7 @@ only ``ok`` rows (``read_inventory``), the format step's bookkeeping reads them 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -201,8 +202,12 @@ def read_fragment(formatted: Storage, product: Product, day: dt.date) -> pd.Data
 
 
 def _read(storage: Storage, key: str) -> pd.DataFrame:
+    return _frame(storage.read_bytes(key))
+
+
+def _frame(data: bytes) -> pd.DataFrame:
     """A parquet inventory or fragment in ``SCHEMA``; rows written before ``status`` existed are tiles."""
-    frame = pq.read_table(io.BytesIO(storage.read_bytes(key)), schema=SCHEMA).to_pandas()
+    frame = pq.read_table(io.BytesIO(data), schema=SCHEMA).to_pandas()
     frame["status"] = frame["status"].fillna(TILE_STATUS)
     return frame
 
@@ -238,9 +243,7 @@ def _read_merged(formatted: Storage, key: str) -> tuple[pd.DataFrame | None, dic
         return None, {}
     data = formatted.read_bytes(key)
     sources = json.loads((pq.read_schema(io.BytesIO(data)).metadata or {}).get(MERGED_FROM_KEY, b"{}"))
-    frame = pq.read_table(io.BytesIO(data), schema=SCHEMA).to_pandas()
-    frame["status"] = frame["status"].fillna(TILE_STATUS)
-    return frame, sources
+    return _frame(data), sources
 
 
 def _write_merged(formatted: Storage, key: str, frame: pd.DataFrame, sources: dict[str, str]) -> pd.DataFrame:
@@ -252,7 +255,10 @@ def _write_merged(formatted: Storage, key: str, frame: pd.DataFrame, sources: di
 
 
 def _fragments(formatted: Storage, keys: Iterable[str]) -> pd.DataFrame:
-    frames = [_read(formatted, k) for k in keys if formatted.exists(k)]
+    frames = []
+    for key in keys:
+        with contextlib.suppress(FileNotFoundError):  # removed since it was listed: no rows of its own
+            frames.append(_read(formatted, key))
     return pd.concat(frames, ignore_index=True) if frames else SCHEMA.empty_table().to_pandas()
 
 

@@ -171,11 +171,16 @@ class Storage:
         return _join(self.url, _clean_key(key, allow_root=True))
 
     def _fresh(self, key: str) -> str:
-        """full_path(key) with fsspec's listings cache dropped for it, its parents and everything below it:
-        other processes may have written since, and a stale listing of a sub-directory would hide their
-        objects from a later ``find`` or ``open``."""
+        """full_path(key) with fsspec's listings cache dropped for it and its parents: other processes may
+        have written since, and a stale listing of the parent would hide their object from ``open``."""
         path = self.full_path(key)
         self.fs.invalidate_cache(path)
+        return path
+
+    def _fresh_tree(self, prefix: str) -> str:
+        """``_fresh`` for a listing: also drops the cached listings of every sub-directory, which a recursive
+        ``find`` would otherwise serve stale."""
+        path = self._fresh(prefix)
         below = path.rstrip("/") + "/"
         cache = getattr(self.fs, "dircache", None)
         if cache:
@@ -255,7 +260,7 @@ class Storage:
     def list(self, prefix: str = "", suffix: str | None = None) -> list[str]:
         """Keys of all objects under the directory prefix (recursive, sorted), minus in-flight temp files."""
         try:
-            paths = self.fs.find(self._fresh(prefix))
+            paths = self.fs.find(self._fresh_tree(prefix))
         except FileNotFoundError:
             return []
         keys = (self._rel(path) for path in paths)
@@ -266,7 +271,7 @@ class Storage:
         object is replaced, even by the same bytes (generation on GCS, ETag + time on S3, inode + mtime on
         disk), so a reader can tell that what it read earlier is no longer what is stored."""
         try:
-            found = self.fs.find(self._fresh(prefix), detail=True)
+            found = self.fs.find(self._fresh_tree(prefix), detail=True)
         except FileNotFoundError:
             return {}
         tokens = {}
