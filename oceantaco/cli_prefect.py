@@ -54,7 +54,11 @@ def setup(
     ] = Pools.all.value,
     deploy_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder with automations/ and work-pools/ (default: ./deploy of the checkout)."),
+        typer.Option(help="Folder with automations/ (default: ./deploy of the checkout)."),
+    ] = None,
+    base_job_template: Annotated[
+        Path | None,
+        typer.Option(help="Base job template of oceantaco-k8s (default: k8s/base-job-template.json)."),
     ] = None,
 ) -> None:
     """Create or update, idempotently, what the deployments need on the server at PREFECT_API_URL.
@@ -77,10 +81,17 @@ def setup(
     pools = {Pools.all: ["local", "kubernetes"], Pools.none: []}.get(pool, [pool.value])
     try:
         report = prefect_setup.setup(
-            limits=limits, automations_path=automations, pools=pools, deploy_dir=deploy_dir
+            limits=limits,
+            automations_path=automations,
+            pools=pools,
+            deploy_dir=deploy_dir,
+            base_job_template=base_job_template,
         )
     except FileNotFoundError as exc:
-        _refuse(f"{exc.filename or exc}: not found; pass an existing --automations or --deploy-dir")
+        _refuse(
+            f"{exc.filename or exc}: not found; pass an existing --automations, --deploy-dir or "
+            "--base-job-template"
+        )
     except ValueError as exc:
         _refuse(" ".join(str(exc).split()))
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # a wrong PREFECT_API_URL, or no server yet

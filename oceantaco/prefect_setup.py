@@ -7,7 +7,8 @@
 - the automations in ``deploy/automations/*.yaml`` (the one shipped marks flow runs whose heartbeats stopped
   as Crashed);
 - the work pools the deployments in ``prefect.yaml`` target: ``oceantaco-local`` (process, development) and
-  ``oceantaco-k8s`` (Kubernetes, base job template ``deploy/work-pools/kubernetes.json``).
+  ``oceantaco-k8s`` (Kubernetes, base job template ``k8s/base-job-template.json``, the one the Helm chart's
+  worker also applies when it starts).
 
 Everything is declarative and idempotent: what is missing is created, what differs from the definition is
 updated in place (matched by name), what matches is left alone, so running it twice changes nothing.
@@ -139,10 +140,18 @@ def parse_limits(specs: list[str]) -> dict[str, int]:
     return limits
 
 
+def _checkout_path(relative: str) -> Path:
+    """``relative`` in the checkout: the current directory's if there is one, else next to this package."""
+    here = Path.cwd() / relative
+    return here if here.exists() else Path(__file__).resolve().parents[1] / relative
+
+
 def default_deploy_dir() -> Path:
-    """``deploy/`` of the checkout: the current directory's if there is one, else next to this package."""
-    here = Path.cwd() / "deploy"
-    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "deploy"
+    return _checkout_path("deploy")
+
+
+def default_base_job_template() -> Path:
+    return _checkout_path("k8s/base-job-template.json")
 
 
 # --- concurrency limits --------------------------------------------------------------------------------
@@ -226,7 +235,7 @@ class WorkPoolSpec:
     description: str
 
 
-def work_pool_specs(kinds: list[PoolKind], deploy_dir: Path) -> list[WorkPoolSpec]:
+def work_pool_specs(kinds: list[PoolKind], base_job_template: Path) -> list[WorkPoolSpec]:
     specs = []
     if "local" in kinds:
         from prefect.workers.process import ProcessWorker
@@ -240,7 +249,7 @@ def work_pool_specs(kinds: list[PoolKind], deploy_dir: Path) -> list[WorkPoolSpe
             )
         )
     if "kubernetes" in kinds:
-        template = json.loads((deploy_dir / "work-pools" / "kubernetes.json").read_text())
+        template = json.loads(base_job_template.read_text())
         specs.append(
             WorkPoolSpec(
                 KUBERNETES_POOL,
@@ -308,6 +317,7 @@ def setup(
     automations_path: Path | None = None,
     pools: list[PoolKind] | tuple[PoolKind, ...] = ("local", "kubernetes"),
     deploy_dir: Path | None = None,
+    base_job_template: Path | None = None,
 ) -> SetupReport:
     """Apply the concurrency limits, automations and work pools to the server at PREFECT_API_URL.
 
@@ -315,7 +325,7 @@ def setup(
     """
     deploy_dir = deploy_dir or default_deploy_dir()
     automations = load_automations(automations_path or deploy_dir / "automations")
-    specs = work_pool_specs(list(pools), deploy_dir)
+    specs = work_pool_specs(list(pools), base_job_template or default_base_job_template())
     report = SetupReport()
     with get_client(sync_client=True) as client:
         report.concurrency_limits = ensure_concurrency_limits(client, limits or DEFAULT_LIMITS)

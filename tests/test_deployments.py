@@ -5,7 +5,6 @@ limits and the crashed-run automation."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import threading
@@ -17,6 +16,7 @@ from uuid import UUID
 
 import pytest
 import tacoreader
+from k8s_tools import render_flow_run_job, validate_strictly, without_worker_required_pod_fields
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.client.schemas.filters import (
@@ -26,14 +26,12 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
 from prefect.logging.handlers import APILogHandler
 from prefect.states import Completed, Running
-from prefect.workers.base import BaseJobConfiguration
 from prefect_helpers import REPO, TINY_DAY, artifacts_of, prefect_deploy, process_worker
-from pydantic import ConfigDict
 from typer.testing import CliRunner
 
 from flows.download import download_flow
@@ -211,17 +209,6 @@ EXPECTED = {
 JOB_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "60", "PREFECT_LOGGING_EXTRA_LOGGERS": "oceantaco"}
 
 
-class KubernetesJobConfiguration(BaseJobConfiguration):
-    """The templating the Kubernetes worker does, keeping the job manifest (prefect-kubernetes is not a
-    dependency; its worker runs these same steps before it adds its own labels and args)."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-def render(base_job_template: dict, job_variables: dict) -> KubernetesJobConfiguration:
-    return asyncio.run(KubernetesJobConfiguration.from_template_and_values(base_job_template, job_variables))
-
-
 def test_every_deployment_as_the_server_stores_it_and_its_kubernetes_job(deployed):
     image, root = IMAGE, ROOT
     with get_client(sync_client=True) as client:
@@ -264,25 +251,52 @@ def test_every_deployment_as_the_server_stores_it_and_its_kubernetes_job(deploye
                     **resources,
                 }, where
 
-                job = render(pool.base_job_template, deployment.job_variables)
-                assert job.env == {**JOB_ENV, "TMPDIR": "/scratch"}  # what the worker puts in the container
-                manifest = job.job_manifest
+                flow_run = FlowRun(name="t", flow_id=deployment.flow_id, deployment_id=deployment.id)
+                manifest = render_flow_run_job(pool.base_job_template, deployment, flow_run)
+                validate_strictly([without_worker_required_pod_fields(manifest)])
+                with pytest.raises(AssertionError, match="completions"):  # the only strict finding
+                    validate_strictly([manifest])
                 pod = manifest["spec"]["template"]["spec"]
                 (container,) = pod["containers"]
+                env = {e["name"]: e.get("value") for e in container["env"]}
+                assert {**JOB_ENV, "TMPDIR": "/scratch"}.items() <= env.items(), where
+                assert env["PREFECT__FLOW_RUN_ID"] == str(flow_run.id)
+                assert container["args"] == ["prefect", "flow-run", "execute"]
                 assert manifest["metadata"]["namespace"] == "oceantaco"
                 assert (
                     manifest["spec"]["backoffLimit"] == 0
                     and manifest["spec"]["ttlSecondsAfterFinished"] == 86400
                 )
                 assert pod["serviceAccountName"] == "oceantaco-pipeline" and pod["restartPolicy"] == "Never"
+                assert pod["automountServiceAccountToken"] is False  # flow runs never call the K8s API
+                assert pod["securityContext"] == {
+                    "runAsNonRoot": True,
+                    "runAsUser": 10001,
+                    "runAsGroup": 10001,
+                    "fsGroup": 10001,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                }
+                assert container["securityContext"] == {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                    "capabilities": {"drop": ["ALL"]},
+                }
                 assert container["image"] == image
                 assert container["resources"] == {
-                    "requests": {"cpu": resources["cpu_request"], "memory": resources["memory_request"]},
+                    "requests": {
+                        "cpu": resources["cpu_request"],
+                        "memory": resources["memory_request"],
+                        "ephemeral-storage": "50Gi",
+                    },
                     "limits": {"cpu": resources["cpu_limit"], "memory": resources["memory_limit"]},
                 }
                 assert container["envFrom"] == [{"secretRef": {"name": "oceantaco-credentials"}}]
                 assert container["volumeMounts"] == [{"name": "scratch", "mountPath": "/scratch"}]
                 assert pod["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": "50Gi"}}]
+                labels = manifest["spec"]["template"]["metadata"]["labels"]
+                assert labels["app.kubernetes.io/component"] == "flow-run"  # what the NetworkPolicy selects
+                assert labels["prefect.io/flow-run-id"] == str(flow_run.id)
                 assert "{{" not in str(manifest)  # every placeholder was filled or dropped
                 assert "nodeSelector" not in pod and "activeDeadlineSeconds" not in manifest["spec"]
 

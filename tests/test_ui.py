@@ -194,7 +194,7 @@ def local_pool() -> Iterator[str]:
     if this test made it)."""
     with get_client(sync_client=True) as client:
         actions = prefect_setup.ensure_work_pools(
-            client, prefect_setup.work_pool_specs(["local"], REPO / "deploy")
+            client, prefect_setup.work_pool_specs(["local"], REPO / "k8s" / "base-job-template.json")
         )
         try:
             yield prefect_setup.LOCAL_POOL
