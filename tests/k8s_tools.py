@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -22,6 +23,31 @@ TOOLS_BIN = REPO / ".tools" / "bin"
 # The Kubernetes releases manifests must validate against: the oldest still supported by EKS and GKE
 # standard support in 2026, and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
+
+
+def dockerfile_stages() -> list[list[dict]]:
+    """The instructions of each stage of the Dockerfile, in order (global ARGs and comments dropped)."""
+    from dockerfile_parse import DockerfileParser
+
+    found: list[list[dict]] = []
+    for instruction in DockerfileParser(path=str(REPO / "Dockerfile")).structure:
+        if instruction["instruction"] == "FROM":
+            found.append([])
+        if found and instruction["instruction"] != "COMMENT":
+            found[-1].append(instruction)
+    return found
+
+
+def stage_values(stage: list[dict], instruction: str) -> list[str]:
+    return [i["value"] for i in stage if i["instruction"] == instruction]
+
+
+def stage_env(stage: list[dict]) -> dict[str, str]:
+    """ENV key=value pairs of a stage (the parser joins continuation lines)."""
+    pairs: dict[str, str] = {}
+    for value in stage_values(stage, "ENV"):
+        pairs.update(re.findall(r"(\w+)=(\S+)", value))
+    return pairs
 
 
 def unpack(layer_zip: Path, bin_dir: Path) -> None:
