@@ -41,7 +41,7 @@ COPY --from=build /opt/oceantaco /opt/oceantaco
 # What `prefect deploy` and `oceantaco prefect setup` read inside a pod: deployments, automations, pool.
 COPY prefect.yaml /opt/oceantaco/prefect.yaml
 COPY deploy /opt/oceantaco/deploy
-COPY k8s/base-job-template.json /opt/oceantaco/k8s/base-job-template.json
+COPY k8s/base/base-job-template.json /opt/oceantaco/k8s/base-job-template.json
 # The root filesystem is read-only in the cluster: everything written goes to /scratch (an emptyDir).
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/scratch \
