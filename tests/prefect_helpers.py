@@ -1,5 +1,5 @@
 """What the Prefect tests share: `prefect deploy` from the checkout, a process worker, a run's artifacts, and
-the `tiny_mirror` fixture (a pytest plugin of conftest)."""
+the fixtures `tiny_mirror` and `kubernetes_pool` (a pytest plugin of conftest)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.client.schemas.objects import Artifact
+from prefect.exceptions import ObjectNotFound
 
+from oceantaco import prefect_setup
 from oceantaco.synthetic import MirrorManifest, build_mirror
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,3 +90,22 @@ def tiny_mirror(tmp_path_factory: pytest.TempPathFactory) -> MirrorManifest:
         grid_products=(),
         alongtrack_points=None,
     )
+
+
+@pytest.fixture
+def kubernetes_pool() -> Iterator[str]:
+    """oceantaco-k8s with k8s/base-job-template.json, as `oceantaco prefect setup` makes it; removed after
+    the test when the test made it."""
+    pool = prefect_setup.KUBERNETES_POOL
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(pool)
+            existed = True
+        except ObjectNotFound:
+            existed = False
+        specs = prefect_setup.work_pool_specs(["kubernetes"], prefect_setup.default_base_job_template())
+        prefect_setup.ensure_work_pools(client, specs)
+    yield pool
+    if not existed:
+        with get_client(sync_client=True) as client:
+            client.delete_work_pool(pool)

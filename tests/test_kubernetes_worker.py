@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,8 @@ from k8s_tools import validate_strictly, without_worker_required_pod_fields
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.client.schemas.objects import StateType
-from prefect.exceptions import ObjectNotFound
 from prefect_helpers import PREFECT, REPO, TINY_DAY, prefect_deploy
 
-from oceantaco import prefect_setup
 from oceantaco.regions import REGION_NAMES
 from oceantaco.steps import Roots
 from oceantaco.storage import Storage
@@ -33,25 +30,6 @@ pytestmark = pytest.mark.prefect
 NAMESPACE = "oceantaco"
 IMAGE = "ghcr.io/oceantaco/oceantaco:kmock-test"
 CREDENTIALS = "oceantaco-credentials"
-
-
-@pytest.fixture
-def kubernetes_pool() -> Iterator[str]:
-    """oceantaco-k8s with k8s/base-job-template.json, as `oceantaco prefect setup` makes it; removed after
-    the test when the test made it."""
-    pool = prefect_setup.KUBERNETES_POOL
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_work_pool(pool)
-            existed = True
-        except ObjectNotFound:
-            existed = False
-        specs = prefect_setup.work_pool_specs(["kubernetes"], prefect_setup.default_base_job_template())
-        prefect_setup.ensure_work_pools(client, specs)
-    yield pool
-    if not existed:
-        with get_client(sync_client=True) as client:
-            client.delete_work_pool(pool)
 
 
 def _wait_for_final_state(run_id, timeout: float) -> object:
