@@ -10,7 +10,8 @@ from oceantaco.regions import REGION_NAMES
 from oceantaco.storage import Storage
 from oceantaco.taco import read_slots
 
-pytestmark = pytest.mark.prefect
+# The whole demo (three days, both products, a full Prefect pipeline run) is end-to-end: `make test-e2e`.
+pytestmark = [pytest.mark.prefect, pytest.mark.e2e]
 
 
 def test_demo_builds_three_days_of_both_products(tmp_path, monkeypatch):
