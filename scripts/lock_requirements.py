@@ -2,7 +2,7 @@
 version in this virtualenv (the one the test suite passed with). The Dockerfile installs from it before
 the code, so the image runs exactly the tested versions and its dependency layer is cached.
 
-    .venv/bin/python scripts/lock_requirements.py        # run after changing pyproject.toml's dependencies
+    make lock        # after changing pyproject.toml's dependencies: upgrade the virtualenv, then this
 """
 
 from __future__ import annotations
