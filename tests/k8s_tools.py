@@ -13,6 +13,7 @@ import re
 import stat
 import subprocess
 import sys
+import uuid
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -121,17 +122,24 @@ def validate_strictly(objects: Iterable[dict]) -> int:
     return count
 
 
-def render_flow_run_job(base_job_template: dict, deployment: Any, flow_run: Any) -> dict:
-    """The Job manifest the real prefect-kubernetes worker submits for `flow_run` of `deployment`: the
-    pool's template filled with the deployment's job variables and the flow run's overrides, then prepared
-    (labels, PREFECT_* env, `prefect flow-run execute`). The API server's name from generateName is added."""
+def render_flow_run_job(
+    base_job_template: dict, job_variables: dict, flow_run: Any = None, deployment: Any = None
+) -> dict:
+    """The Job manifest the real prefect-kubernetes worker submits: the pool's template filled with the job
+    variables, then prepared for the flow run (Prefect's labels, PREFECT_* env, `prefect flow-run
+    execute`), named as the API server would name it from generateName. Offline: the client is only
+    contacted by templates that reference blocks or variables, which ours does not."""
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import FlowRun
     from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
-    job_variables = {**(deployment.job_variables or {}), **(flow_run.job_variables or {})}
+    never_contacted = PrefectClient(api="http://127.0.0.1:9/api")
     config = asyncio.run(
-        KubernetesWorkerJobConfiguration.from_template_and_values(base_job_template, job_variables)
+        KubernetesWorkerJobConfiguration.from_template_and_values(
+            base_job_template, job_variables, client=never_contacted
+        )
     )
-    config.prepare_for_flow_run(flow_run, deployment=deployment)
+    config.prepare_for_flow_run(flow_run or FlowRun(name="t", flow_id=uuid.uuid4()), deployment=deployment)
     manifest = config.job_manifest
     manifest["metadata"]["name"] = manifest["metadata"]["generateName"] + "x7k2q"
     return manifest

@@ -252,7 +252,9 @@ def test_every_deployment_as_the_server_stores_it_and_its_kubernetes_job(deploye
                 }, where
 
                 flow_run = FlowRun(name="t", flow_id=deployment.flow_id, deployment_id=deployment.id)
-                manifest = render_flow_run_job(pool.base_job_template, deployment, flow_run)
+                manifest = render_flow_run_job(
+                    pool.base_job_template, deployment.job_variables, flow_run, deployment
+                )
                 validate_strictly([without_worker_required_pod_fields(manifest)])
                 with pytest.raises(AssertionError, match="completions"):  # the only strict finding
                     validate_strictly([manifest])

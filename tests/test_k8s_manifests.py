@@ -7,18 +7,23 @@ and open no unrestricted egress, the values schema, and that both paths deploy t
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import ipaddress
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from k8s_tools import REPO, documents, run_tool, validate_strictly, without_worker_required_pod_fields
+from k8s_tools import (
+    REPO,
+    documents,
+    render_flow_run_job,
+    run_tool,
+    validate_strictly,
+    without_worker_required_pod_fields,
+)
 
 CHART = REPO / "helm" / "oceantaco"
 K8S = REPO / "k8s"
@@ -131,23 +136,9 @@ def expected_template(
 
 
 def prepared_job(template: dict, job_variables: dict | None = None) -> dict:
-    """The Job the real prefect-kubernetes worker submits for a flow run, made offline: `template` filled
-    with its defaults and `job_variables`, then prepared for a flow run (Prefect's labels, env, command),
-    as the API server stores it (named, without the pod fields only the worker needs)."""
-    from prefect.client.orchestration import PrefectClient
-    from prefect.client.schemas.objects import FlowRun
-    from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
-
-    never_contacted = PrefectClient(api="http://127.0.0.1:9/api")  # only templates with blocks would call it
-    config = asyncio.run(
-        KubernetesWorkerJobConfiguration.from_template_and_values(
-            template, job_variables or {}, client=never_contacted
-        )
-    )
-    config.prepare_for_flow_run(FlowRun(id=uuid.uuid4(), name="t", flow_id=uuid.uuid4()))
-    job = config.job_manifest
-    job["metadata"]["name"] = job["metadata"]["generateName"] + "x7k2q"
-    return without_worker_required_pod_fields(job)
+    """The Job the real worker submits for a flow run, as the API server stores it (without the pod
+    fields only the worker needs)."""
+    return without_worker_required_pod_fields(render_flow_run_job(template, job_variables or {}))
 
 
 @pytest.fixture(scope="module")
