@@ -20,6 +20,7 @@ STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS, ...) or explicit ``storag
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import logging
@@ -27,10 +28,10 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -51,6 +52,10 @@ _TEMP_NAME = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
 _VERSION_FIELDS = ("generation", "ETag", "LastModified", "ino", "mtime", "created", "size")
 _CANONICAL_PROTOCOL = {"gs": "gcs"}  # gcsfs registers ("gs", "gcs"); the project calls it gcs
 _ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "gcs", "memory"})
+# Whole reads of an object that other processes keep replacing (the inventory during concurrent runs).
+_REPLACED_READ_ATTEMPTS = 5
+
+T = TypeVar("T")
 
 
 # Buckets the reachability check knows how to probe, with the environment variables that usually fix it.
@@ -232,11 +237,43 @@ class Storage:
         return int(info["size"]) if info["type"] == "file" else None
 
     def sha256(self, key: str) -> str:
-        digest = hashlib.sha256()
-        with self.open_read(key) as f:
+        def digest(f: BinaryIO) -> str:
+            hashed = hashlib.sha256()
             for chunk in _chunks(f):
-                digest.update(chunk)
-        return digest.hexdigest()
+                hashed.update(chunk)
+            return hashed.hexdigest()
+
+        return self._read_whole(key, digest)
+
+    def _read_whole(self, key: str, consume: Callable[[BinaryIO], T]) -> T:
+        """consume(an open reader of key), read again if another process replaced the object meanwhile.
+
+        Writes replace objects whole, but a remote reader fetches blocks with separate ranged GETs. On S3
+        they are pinned to the first ETag, so a replacement fails the next one (s3fs: FileExpired, EBUSY);
+        on GCS they are not, so a generation that changed during the read means the bytes may mix two
+        versions. Either way the object is read again, and the result is always one version whole. Local
+        readers keep the file they opened and memory reads are one call: neither can mix versions.
+        """
+        url = self.url_of(key)
+        for attempt in range(1, _REPLACED_READ_ATTEMPTS + 1):
+            generation = self._generation(key)
+            try:
+                with self.open_read(key) as f:
+                    result = consume(f)
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or attempt == _REPLACED_READ_ATTEMPTS:
+                    raise
+            else:
+                if generation == self._generation(key):
+                    return result
+            logger.debug("%s was replaced while being read; reading it again", url)
+        raise OSError(errno.EBUSY, f"{url} was replaced during each of {_REPLACED_READ_ATTEMPTS} reads")
+
+    def _generation(self, key: str) -> str | None:
+        """The GCS generation of key (None elsewhere: see _read_whole)."""
+        if self.protocol != "gcs":
+            return None
+        return self.fs.info(self._fresh(_clean_key(key))).get("generation")
 
     def read_bytes(self, key: str) -> bytes:
         return self.fs.cat_file(self._fresh(_clean_key(key)))
@@ -307,8 +344,7 @@ class Storage:
             return
         with tempfile.TemporaryDirectory(prefix="oceantaco-") as tmp:
             dest = Path(tmp) / PurePosixPath(key).name
-            with self.open_read(key) as f:
-                _spool(_chunks(f), dest)
+            self._read_whole(key, lambda f: _spool(_chunks(f), dest))
             yield dest
 
     # ---- writing ------------------------------------------------------------------------------------
@@ -411,8 +447,7 @@ class Storage:
         if src_size is not None and self.size(key) == src_size:
             return self._result(key, self.sha256(key), src_size, written=False)
         with self._staging_file(key) as staged:
-            with src.open_read(src_key) as f:
-                sha256, size = _spool(_chunks(f), staged)
+            sha256, size = src._read_whole(src_key, lambda f: _spool(_chunks(f), staged))
             if src_size is not None and size != src_size:
                 raise OSError(f"{src.url_of(src_key)}: read {size} bytes, expected {src_size}")
             if self._holds(key, size, sha256):
