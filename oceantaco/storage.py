@@ -246,7 +246,8 @@ class Storage:
         return self._read_whole(key, digest)
 
     def _read_whole(self, key: str, consume: Callable[[BinaryIO], T]) -> T:
-        """consume(an open reader of key), read again if another process replaced the object meanwhile.
+        """consume(an open reader of key), read again if another process replaced the object meanwhile
+        (hashing and local copies of our own objects, e.g. the inventory during concurrent runs).
 
         Writes replace objects whole, but a remote reader fetches blocks with separate ranged GETs. On S3
         they are pinned to the first ETag, so a replacement fails the next one (s3fs: FileExpired, EBUSY);
@@ -447,7 +448,8 @@ class Storage:
         if src_size is not None and self.size(key) == src_size:
             return self._result(key, self.sha256(key), src_size, written=False)
         with self._staging_file(key) as staged:
-            sha256, size = src._read_whole(src_key, lambda f: _spool(_chunks(f), staged))
+            with src.open_read(src_key) as f:  # src may be any source with open_read (a provider's)
+                sha256, size = _spool(_chunks(f), staged)
             if src_size is not None and size != src_size:
                 raise OSError(f"{src.url_of(src_key)}: read {size} bytes, expected {src_size}")
             if self._holds(key, size, sha256):
