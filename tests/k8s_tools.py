@@ -21,6 +21,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS_BIN = REPO / ".tools" / "bin"
+BASE_JOB_TEMPLATE = REPO / "k8s" / "base-job-template.json"
 # The Kubernetes releases manifests must validate against: the oldest still supported by EKS and GKE
 # standard support in 2026, and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")

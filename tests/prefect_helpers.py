@@ -1,5 +1,5 @@
-"""What the Prefect tests share: `prefect deploy` from the checkout, a process worker, a run's artifacts, and
-the fixtures `tiny_mirror` and `kubernetes_pool` (a pytest plugin of conftest)."""
+"""What the Prefect tests share: `prefect deploy` from the checkout, a process worker, waiting for a run's
+end, a run's artifacts, and the fixtures `tiny_mirror` and `kubernetes_pool` (a pytest plugin of conftest)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
@@ -16,7 +17,7 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-from prefect.client.schemas.objects import Artifact
+from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.exceptions import ObjectNotFound
 
 from oceantaco import prefect_setup
@@ -69,6 +70,17 @@ def process_worker(pool: str, log: Path, *, run_once: bool = False) -> Iterator[
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
+
+
+def wait_for_final_state(run_id: UUID | str, timeout: float) -> FlowRun:
+    """The flow run once its state is final, or as it is when `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(str(run_id)))
+        while not (run.state and run.state.is_final()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            run = client.read_flow_run(run.id)
+    return run
 
 
 def artifacts_of(run_id: UUID | str) -> dict[str, Artifact]:

@@ -13,13 +13,13 @@ import tomllib
 
 import pytest
 from dockerfile_parse import DockerfileParser
-from k8s_tools import REPO, dockerfile_stages, stage_env, stage_values
+from k8s_tools import BASE_JOB_TEMPLATE, REPO, dockerfile_stages, stage_env, stage_values
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from oceantaco import prefect_setup
 
-JOB_TEMPLATE = json.loads((REPO / "k8s" / "base-job-template.json").read_text())
+JOB_TEMPLATE = json.loads(BASE_JOB_TEMPLATE.read_text())
 
 
 def dockerignored(relative: str) -> bool:

@@ -137,7 +137,7 @@ def test_the_shipped_automation_crashes_runs_whose_heartbeats_stop():
 
 
 def test_the_kubernetes_template_declares_every_variable_it_uses():
-    template = json.loads((REPO / "k8s" / "base-job-template.json").read_text())
+    template = json.loads(prefect_setup.default_base_job_template().read_text())
     used = set(re.findall(r"{{\s*([\w]+)\s*}}", json.dumps(template["job_configuration"])))
     assert used == set(template["variables"]["properties"])
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from k8s_tools import (
+    BASE_JOB_TEMPLATE,
     REPO,
     documents,
     render_flow_run_job,
@@ -27,7 +28,6 @@ from k8s_tools import (
 
 CHART = REPO / "helm" / "oceantaco"
 K8S = REPO / "k8s"
-BASE_JOB_TEMPLATE = K8S / "base-job-template.json"
 HELM_VALUES = {
     "default": [],
     "aws": ["-f", CHART / "ci" / "aws-values.yaml"],

@@ -18,7 +18,7 @@ from k8s_tools import validate_strictly, without_worker_required_pod_fields
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.client.schemas.objects import StateType
-from prefect_helpers import PREFECT, REPO, TINY_DAY, prefect_deploy
+from prefect_helpers import PREFECT, REPO, TINY_DAY, prefect_deploy, wait_for_final_state
 
 from oceantaco.regions import REGION_NAMES
 from oceantaco.steps import Roots
@@ -30,16 +30,6 @@ pytestmark = pytest.mark.prefect
 NAMESPACE = "oceantaco"
 IMAGE = "ghcr.io/oceantaco/oceantaco:kmock-test"
 CREDENTIALS = "oceantaco-credentials"
-
-
-def _wait_for_final_state(run_id, timeout: float) -> object:
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(run_id)
-            if run.state.is_final() or time.monotonic() > deadline:
-                return run
-            time.sleep(1)
 
 
 def test_a_kubernetes_worker_runs_a_backfill_as_a_job(
@@ -94,7 +84,7 @@ def test_a_kubernetes_worker_runs_a_backfill_as_a_job(
             )
         worker_log = log.read_text()
         assert worker.returncode == 0, worker_log[-4000:]
-        final = _wait_for_final_state(run.id, timeout=300)
+        final = wait_for_final_state(run.id, timeout=300)
         cluster.wait_for_jobs(timeout=60)
         elapsed = time.monotonic() - started
         print(f"kubernetes worker + fake cluster: trigger to completion {elapsed:.1f} s")

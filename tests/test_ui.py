@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import urllib.request
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 import tacoreader
 from prefect.client.orchestration import get_client
-from prefect_helpers import REPO, TINY_DAY, prefect_deploy, process_worker
+from prefect_helpers import TINY_DAY, prefect_deploy, process_worker, wait_for_final_state
 
 from oceantaco import prefect_setup
 from oceantaco.steps import Roots
@@ -194,7 +192,7 @@ def local_pool() -> Iterator[str]:
     if this test made it)."""
     with get_client(sync_client=True) as client:
         actions = prefect_setup.ensure_work_pools(
-            client, prefect_setup.work_pool_specs(["local"], REPO / "k8s" / "base-job-template.json")
+            client, prefect_setup.work_pool_specs(["local"], prefect_setup.default_base_job_template())
         )
         try:
             yield prefect_setup.LOCAL_POOL
@@ -259,12 +257,8 @@ def test_a_backfill_run_from_the_ui_completes_and_shows_its_report(
             f"{exc}\nfailed API calls: {refused}\nscreenshot: {tmp_path / 'ui-failure.png'}"
         ) from exc
 
+    run = wait_for_final_state(run_id, RUN_TIMEOUT)
     with get_client(sync_client=True) as client:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        run = client.read_flow_run(uuid.UUID(run_id))
-        while not (run.state and run.state.is_final()) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            run = client.read_flow_run(run.id)
         deployment = client.read_deployment_by_name(f"{PIPELINE}/{backfill_deployment}")
 
     state = run.state.type.value if run.state else None
