@@ -6,7 +6,8 @@ from prefect import flow, task
 
 from flows.parameters import KeepReleases, Layout, Products, Root, Verify, check_root, described
 from flows.retries import retry_network
-from oceantaco import steps
+from oceantaco import run_records, steps
+from oceantaco.prefect_artifacts import current_run_id
 from oceantaco.prefect_setup import BUILD_LIMIT, occupy_slot
 from oceantaco.taco import DEFAULT_KEEP_RELEASES, BuildReport
 
@@ -37,7 +38,10 @@ def build_flow(
     keep_releases: KeepReleases = DEFAULT_KEEP_RELEASES,
 ) -> BuildReport:
     """Build ``<root>/taco`` from ``<root>/formatted``: only months whose tiles changed are re-packed; the
-    staged release is verified (with ``verify``) and only then published."""
+    staged release is verified (with ``verify``) and only then published. The report is also saved under
+    ``<root>/reports/<this run's id>/`` for a pipeline run waiting on this one."""
     roots = steps.Roots.under(check_root(root))
     tokens = [p.token for p in steps.select_products(products)]
-    return build_taco(roots.formatted, roots.taco, tokens, verify, layout, keep_releases)
+    report = build_taco(roots.formatted, roots.taco, tokens, verify, layout, keep_releases)
+    run_records.save(roots.reports, current_run_id(), run_records.StepReports(build=report))
+    return report

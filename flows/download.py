@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow, get_run_logger, task, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.parameters import DryRun, FirstDay, LastDay, Products, Root, SwotLevel, described
 from flows.retries import retry_download
 from flows.settle import settle
 from oceantaco import steps
-from oceantaco.prefect_setup import occupy_slot, provider_limit
+from oceantaco.prefect_setup import DOWNLOAD_THREADS, occupy_slot, provider_limit
 from oceantaco.providers import DayPlan, DownloadError, FileOutcome
 from oceantaco.settings import Settings
 from oceantaco.storage import Storage
@@ -51,7 +52,9 @@ def fetch_day(plan: DayPlan, raw_url: str, swot_level: str | None = None) -> lis
     return outcomes
 
 
-@flow(name="oceantaco-download")
+# Threads, not processes: downloads wait on the network. As many as the providers' slots together, so a
+# pod never holds threads that could only wait for a slot.
+@flow(name="oceantaco-download", task_runner=ThreadPoolTaskRunner(max_workers=DOWNLOAD_THREADS))
 @described
 def download_flow(
     start: FirstDay,

@@ -1,4 +1,7 @@
-"""The format flow: one task per (product, day), then the inventory is compacted."""
+"""The format flow: one task per (product, day), then the inventory is compacted.
+
+Its task runner is chosen by the caller: the chunk flow runs it with a process pool sized to the pod.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ def format_flow(start: FirstDay, end: LastDay, root: Root, products: Products = 
     roots = steps.Roots.under(root)
     days = steps.date_range(start, end)
     tokens = [p.token for p in steps.select_products(products)]
-    pairs = [(t, d) for t in tokens for d in days]
+    # Largest products first: with a few worker processes the slowest (product, day) must not start last.
+    pairs = steps.largest_first([(t, d) for t in tokens for d in days])
     futures = format_day.map(
         [t for t, _ in pairs], [d for _, d in pairs], unmapped(roots.raw), unmapped(roots.formatted)
     )

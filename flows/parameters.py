@@ -86,8 +86,31 @@ Layout = Annotated[
 KeepReleases = Annotated[
     int, Field(description="How many newest releases (and the parts they reference) to keep.", ge=1)
 ]
+DaysPerChunk = Annotated[
+    int,
+    Field(
+        description="Days per chunk: each chunk's download + format runs as its own flow run (its own "
+        "Kubernetes Job on oceantaco-k8s), retried alone if its pod is lost.",
+        ge=1,
+        le=366,
+    ),
+]
+MaxParallelChunks = Annotated[
+    int,
+    Field(description="Chunks running at the same time (pods, on Kubernetes); the rest wait.", ge=1, le=512),
+]
+ChunkTimeoutMinutes = Annotated[
+    int,
+    Field(
+        description="A chunk run without a final state this long after it was submitted is cancelled and "
+        "tried again (at most 3 attempts in all).",
+        ge=1,
+    ),
+]
 
 DEFAULT_LAG_DAYS = 1
+DEFAULT_MAX_PARALLEL_CHUNKS = 32
+DEFAULT_CHUNK_TIMEOUT_MINUTES = 150  # the chunk Job's 2 h deadline, plus time to get a node
 
 F = TypeVar("F", bound=Callable)
 

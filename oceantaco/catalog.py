@@ -98,6 +98,8 @@ class Product(_Frozen):
     tiling: Tiling
     resolution_deg: float | None = None
     resolution_km: float | None = None
+    format_cpu_seconds: float
+    format_peak_rss_mb: float
     files_per_day: int = 1
     daily_input: str | None = None
     depth_tolerance_m: float | None = None

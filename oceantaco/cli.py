@@ -13,6 +13,7 @@ from rich.text import Text
 
 from oceantaco import steps
 from oceantaco.catalog import load_catalog
+from oceantaco.chunks import DEFAULT_DAYS_PER_CHUNK
 from oceantaco.cli_prefect import prefect_app
 from oceantaco.duplicates import RESOLUTION_RULES
 from oceantaco.formatting import FormatResult
@@ -362,8 +363,19 @@ def run(
     root: Annotated[str, typer.Option(help="Storage root: raw/, formatted/ and taco/ go under it.")],
     products: Annotated[list[str] | None, typer.Option(help="Products (default: all implemented).")] = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify")] = True,
+    days_per_chunk: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Days downloaded and formatted together before the next chunk; each chunk formats in a "
+            "pool of processes sized to this machine's CPUs and memory.",
+        ),
+    ] = DEFAULT_DAYS_PER_CHUNK,
 ) -> None:
-    """Run download -> format -> build as one Prefect flow (local embedded server unless PREFECT_API_URL)."""
+    """Run download -> format -> build as one Prefect flow (local embedded server unless PREFECT_API_URL).
+
+    On one machine the chunks run one after the other; a deployment of the same flow fans them out.
+    """
     # Bad input is refused before importing Prefect and starting a server, which takes seconds.
     tokens = _products(products)
     days = _days(start_date, end_date)
@@ -372,7 +384,7 @@ def run(
     from flows.pipeline import pipeline
 
     try:
-        report = pipeline(days[0], days[-1], root, tokens, verify)
+        report = pipeline(days[0], days[-1], root, tokens, verify, days_per_chunk=days_per_chunk)
     except Exception as exc:  # the flow run's own log has the details
         console.print(f"[red]pipeline failed:[/red] {type(exc).__name__}: {exc}")
         raise typer.Exit(1) from None

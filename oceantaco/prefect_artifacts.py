@@ -40,6 +40,7 @@ from oceantaco.inventory import INVENTORY_NAME, read_inventory
 from oceantaco.storage import Storage
 
 if TYPE_CHECKING:
+    from oceantaco.chunks import ChunkOutcome
     from oceantaco.steps import DownloadReport, FormatReport, Roots
     from oceantaco.taco import BuildReport
 
@@ -91,6 +92,7 @@ def publish_artifacts(
     run_id: str | None = None,
     key_prefix: str = "oceantaco",
     public_base_url: str | None = None,
+    chunks: Sequence[ChunkOutcome] | None = None,
 ) -> PublishedArtifacts:
     """Create the run's artifacts (keys from ``artifact_keys(key_prefix)``):
 
@@ -106,7 +108,7 @@ def publish_artifacts(
     keys = artifact_keys(key_prefix)
     catalog = catalog or load_catalog()
     run_id = run_id or current_run_id()
-    summary = run_report.run_summary_markdown(download, format, build, timings, dataset_url)
+    summary = run_report.run_summary_markdown(download, format, build, timings, dataset_url, chunks)
 
     coverage_id = heatmap_id = None
     heatmap_url = heatmap_link = None
@@ -156,6 +158,7 @@ def report_run(
     format: FormatReport | None = None,
     build: BuildReport | None = None,
     timings: run_report.StepTimings | None = None,
+    chunks: Sequence[ChunkOutcome] | None = None,
 ) -> PublishedArtifacts | None:
     """``publish_artifacts`` for a pipeline run under ``roots``: coverage of ``days`` from the inventory in
     ``roots.formatted`` (when there is one), the heatmap under ``roots.reports``, the link to ``roots.taco``.
@@ -176,6 +179,7 @@ def report_run(
             build=build,
             timings=timings,
             days=days,
+            chunks=chunks,
         )
     except Exception as exc:
         get_run_logger().warning("run report not published: %s: %s", type(exc).__name__, exc)

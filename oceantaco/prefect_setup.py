@@ -50,6 +50,8 @@ PROVIDER_LIMITS: dict[str, str] = {"cmems": "cmems", "aviso": "aviso", "argo_gda
 # different deployments on one root never publish over or prune under each other.
 BUILD_LIMIT = "taco-build"
 DEFAULT_LIMITS: dict[str, int] = {"cmems": 4, "aviso": 1, "argo-gdac": 4, BUILD_LIMIT: 1}
+# Download task threads per flow run: every provider's default slots at once.
+DOWNLOAD_THREADS = sum(DEFAULT_LIMITS[name] for name in PROVIDER_LIMITS.values())
 
 LOCAL_POOL = "oceantaco-local"
 KUBERNETES_POOL = "oceantaco-k8s"

@@ -26,10 +26,11 @@ from oceantaco.regions import REGION_NAMES
 
 if TYPE_CHECKING:
     from oceantaco.catalog import Catalog
+    from oceantaco.chunks import ChunkOutcome
     from oceantaco.steps import DownloadReport, FormatReport
     from oceantaco.taco import BuildReport
 
-STEPS = ("download", "format", "build")
+STEPS = ("download", "format", "download + format", "build")
 MAX_LISTED_FAILURES = 10  # failures named in the markdown; the report JSON under logs/ has them all
 N_REGIONS = len(REGION_NAMES)
 
@@ -178,12 +179,33 @@ def _listed(failures: Sequence[str]) -> list[str]:
     return lines
 
 
+def failure_message(download: DownloadReport | None, format: FormatReport | None) -> str | None:
+    """What failed in a run's download and format steps, in one sentence; None when nothing did."""
+    failed = (download.summary["failed"] if download else 0, format.summary["failed"] if format else 0)
+    if not any(failed):
+        return None
+    return f"{failed[0]} download failure(s) and {failed[1]} (product, day) format failure(s)"
+
+
+def _chunk_rows(chunks: Sequence[ChunkOutcome]) -> tuple[list[tuple[str, object]], list[str]]:
+    from oceantaco.chunks import chunk_summary
+
+    rows: list[tuple[str, object]] = [
+        ("chunks", f"{len(chunks):,}"),
+        ("completed", f"{sum(c.ok for c in chunks):,}"),
+        ("submitted again after a lost pod", f"{sum(len(c.attempts) > 1 for c in chunks):,}"),
+        ("not completed", f"{sum(not c.ok for c in chunks):,}"),
+    ]
+    return rows, chunk_summary(list(chunks))
+
+
 def run_summary_markdown(
     download: DownloadReport | Mapping[str, Any] | None,
     format: FormatReport | Mapping[str, Any] | None,
     build: BuildReport | None,
     timings: Mapping[str, float] | StepTimings | None = None,
     dataset_url: str | None = None,
+    chunks: Sequence[ChunkOutcome] | None = None,
 ) -> str:
     """Markdown summary of one run: what each step did, how long it took, where the dataset is.
 
@@ -196,6 +218,12 @@ def run_summary_markdown(
     if dataset_url:
         lines += [f"**Dataset:** [`{dataset_url}`]({browser_url(dataset_url, folder=True)})", ""]
     body: list[str] = []
+
+    if chunks:
+        rows, failed_chunks = _chunk_rows(chunks)
+        problems += len(failed_chunks)
+        body += ["## Chunks", "", *_table(rows), ""]
+        body += [*_listed(failed_chunks), ""] if failed_chunks else []
 
     if download is not None:
         d = _download_counts(download)

@@ -86,6 +86,18 @@ class Settings(BaseSettings):
     aviso_refresh_catalog: bool = Field(
         default=False, description="Re-list the AVISO server once per process even if the catalog is fresh."
     )
+    format_processes: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many format worker processes per pod or machine; by default as many as "
+        "its CPU limit and memory limit (1 GiB each) allow.",
+    )
+    chunk_poll_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a pipeline run asks the Prefect server for the states of its chunk runs "
+        "(one request for all of them).",
+    )
     aviso_max_connections: int = Field(
         default=4, ge=1, le=16, description="Simultaneous FTP connections to AVISO per process."
     )

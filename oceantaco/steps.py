@@ -148,13 +148,11 @@ def format_day(
     )
 
 
-def work_estimate(product: Product) -> float:
-    """Relative cost of formatting one day of ``product``: grid cells read (L4 SST ≈ 1e8)."""
-    if product.resolution_deg is None:
-        return 0.0
-    cells = (180.0 / product.resolution_deg) * (360.0 / product.resolution_deg)
-    sources = {spec.source or name for name, spec in product.variables.items()}
-    return cells * len(sources) * product.files_per_day
+def largest_first(pairs: list[tuple[str, dt.date]]) -> list[tuple[str, dt.date]]:
+    """(product, day) pairs in decreasing formatting cost (the catalog's measured CPU seconds), days in
+    order within a product."""
+    catalog = load_catalog()
+    return sorted(pairs, key=lambda pair: -catalog[pair[0]].format_cpu_seconds)
 
 
 def format_many(
@@ -172,8 +170,7 @@ def format_many(
             except Exception as exc:  # one bad (product, day) must not stop the others
                 yield token, day, exc
         return
-    catalog = load_catalog()
-    ordered = sorted(pairs, key=lambda pair: -work_estimate(catalog[pair[0]]))
+    ordered = largest_first(pairs)
     # spawn: HDF5 state inherited through fork is not safe to use in the child
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pair: pool.submit(format_day, *pair, raw_url, formatted_url, settings) for pair in ordered}

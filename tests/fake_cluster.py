@@ -51,6 +51,8 @@ class KubeletRun:
     cwd: Path
     exit_code: int | None = None
     output: str = ""
+    started: float | None = None  # time.monotonic() when the container started and ended
+    ended: float | None = None
     finished: threading.Event = field(default_factory=threading.Event)
     process: asyncio.subprocess.Process | None = None
 
@@ -132,6 +134,7 @@ class FakeCluster(kmock.KubernetesEmulator):
             return await self._finish(namespace, name, run, succeeded=False)
         argv = (container.get("command") or []) + (container.get("args") or image.cmd)
         run.argv = [local(arg) for arg in argv]
+        run.started = time.monotonic()
         run.process = process = await asyncio.create_subprocess_exec(
             *run.argv,
             cwd=run.cwd,
@@ -140,6 +143,7 @@ class FakeCluster(kmock.KubernetesEmulator):
             stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await process.communicate()
+        run.ended = time.monotonic()
         run.exit_code = process.returncode
         run.output = output.decode(errors="replace")
         await self._finish(namespace, name, run, succeeded=process.returncode == 0)
@@ -245,4 +249,3 @@ def secret(namespace: str, name: str, values: dict[str, str]) -> dict:
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
     }
-

@@ -16,12 +16,21 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
 from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.exceptions import ObjectNotFound
 
 from oceantaco import prefect_setup
+from oceantaco.inventory import read_inventory
+from oceantaco.steps import Roots
+from oceantaco.storage import Storage
 from oceantaco.synthetic import MirrorManifest, build_mirror
+from oceantaco.taco import read_slots
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -45,16 +54,29 @@ def prefect_deploy(*names: str, env: dict[str, str] | None = None) -> str:
 
 
 @contextlib.contextmanager
-def process_worker(pool: str, log: Path, *, run_once: bool = False) -> Iterator[subprocess.Popen]:
-    """`prefect worker start` on ``pool`` from the checkout, polling every second (with ``run_once`` it runs
-    what is queued and exits). Whatever is left (the worker, the flow-run process it started) is stopped:
-    SIGINT twice, then SIGKILL to its process group."""
-    command = [PREFECT, "worker", "start", "--pool", pool, "--type", "process"]
+def process_worker(
+    pool: str,
+    log: Path,
+    *,
+    run_once: bool = False,
+    worker_type: str = "process",
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+) -> Iterator[subprocess.Popen]:
+    """`prefect worker start` on ``pool`` (a process worker from the checkout by default), polling every
+    second (with ``run_once`` it runs what is queued and exits). Whatever is left (the worker, the flow-run
+    processes it started) is stopped: SIGINT twice, then SIGKILL to its process group."""
+    command = [PREFECT, "worker", "start", "--pool", pool, "--type", worker_type]
     with open(log, "wb") as out:
         worker = subprocess.Popen(
             command + (["--run-once"] if run_once else []),
-            cwd=REPO,
-            env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            cwd=cwd,
+            # Pipeline runs ask for their chunks' states every second instead of every 10.
+            env={
+                **(os.environ if env is None else env),
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+                "OCEANTACO_CHUNK_POLL_SECONDS": "1",
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -70,6 +92,22 @@ def process_worker(pool: str, log: Path, *, run_once: bool = False) -> Iterator[
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
+
+
+def subflow_runs(parent: UUID | str) -> dict[str, list[FlowRun]]:
+    """The flow runs linked to ``parent`` as its subflows, by flow name (a pipeline run's
+    ``oceantaco-chunk`` and ``oceantaco-build`` runs), oldest first."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(str(parent))])
+            )
+        )
+        names = {run.flow_id: client.read_flow(run.flow_id).name for run in runs}
+    by_flow: dict[str, list[FlowRun]] = {}
+    for run in sorted(runs, key=lambda run: run.created):
+        by_flow.setdefault(names[run.flow_id], []).append(run)
+    return by_flow
 
 
 def wait_for_final_state(run_id: UUID | str, timeout: float) -> FlowRun:
@@ -121,3 +159,33 @@ def kubernetes_pool() -> Iterator[str]:
     if not existed:
         with get_client(sync_client=True) as client:
             client.delete_work_pool(pool)
+
+
+LOCAL_DEPLOYMENTS = ("backfill-local", "chunk-local", "rebuild-local")
+
+
+@pytest.fixture(scope="module")
+def local_deployments() -> Iterator[None]:
+    """The oceantaco-local pool and the three -local deployments a fanned-out backfill needs."""
+    with get_client(sync_client=True) as client:
+        prefect_setup.ensure_work_pools(
+            client, prefect_setup.work_pool_specs(["local"], prefect_setup.default_base_job_template())
+        )
+    prefect_deploy(*LOCAL_DEPLOYMENTS)
+    yield
+    with get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            if deployment.name in LOCAL_DEPLOYMENTS:
+                client.delete_deployment(deployment.id)
+
+
+def dataset_digest(root: str) -> dict[str, object]:
+    """What a reader gets: every tile's sha256, the TACO parts (named by their content digest), the slots."""
+    roots = Roots.under(root)
+    inventory = read_inventory(Storage(roots.formatted))
+    taco = Storage(roots.taco)
+    return {
+        "tiles": sorted(zip(inventory["relative_path"], inventory["sha256"], strict=True)),
+        "parts": sorted(k for k in taco.list() if k.endswith(".tacozip")),
+        "slots": sorted((r["day"], r["region"], r["slot"], r["available"]) for r in read_slots(taco)),
+    }

@@ -31,7 +31,15 @@ from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
 from prefect.logging.handlers import APILogHandler
 from prefect.states import Completed, Running
-from prefect_helpers import REPO, TINY_DAY, artifacts_of, prefect_deploy, process_worker
+from prefect_helpers import (
+    REPO,
+    TINY_DAY,
+    artifacts_of,
+    prefect_deploy,
+    process_worker,
+    subflow_runs,
+    wait_for_final_state,
+)
 from typer.testing import CliRunner
 
 from flows.download import download_flow
@@ -45,7 +53,7 @@ from oceantaco.taco import read_slots
 pytestmark = pytest.mark.prefect
 
 DAY = TINY_DAY
-PIPELINE, BUILD = "oceantaco-pipeline", "oceantaco-build"
+PIPELINE, BUILD, CHUNK_FLOW = "oceantaco-pipeline", "oceantaco-build", "oceantaco-chunk"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -150,15 +158,15 @@ def test_backfill_deployed_from_prefect_yaml_runs_on_a_process_worker(
             deployment.id,
             parameters={"start": DAY, "end": DAY, "root": str(root), "products": ["l4_ssh", "argo"]},
         )
-    with process_worker(prefect_setup.LOCAL_POOL, tmp_path / "worker.log", run_once=True) as worker:
-        worker.wait(timeout=600)
+    # The backfill submits its chunk and then its build to the same pool: the worker serves all three.
+    with process_worker(prefect_setup.LOCAL_POOL, tmp_path / "worker.log"):
+        state = wait_for_final_state(run.id, timeout=600).state
     elapsed = time.monotonic() - started
     record_property("trigger_to_completion_seconds", round(elapsed, 1))
     print(f"backfill-local: trigger to completion {elapsed:.1f} s")
-
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(run.id).state
     assert state.type == StateType.COMPLETED, (state, (tmp_path / "worker.log").read_text()[-4000:])
+    children = subflow_runs(run.id)
+    assert [len(children[flow]) for flow in ("oceantaco-chunk", "oceantaco-build")] == [1, 1]
     taco = Storage(Roots.under(str(root)).taco)
     tacoreader.clear_cache()
     assert tacoreader.load(taco.url, cache=False).data["id"].to_pylist() == [f"{DAY:%Y_%m_%d}"]
@@ -196,17 +204,54 @@ def test_backfill_deployed_from_prefect_yaml_runs_on_a_process_worker(
 # 2. every deployment as the server stores it, and the Kubernetes Job its job variables render to
 # ---------------------------------------------------------------------------------------------------------
 
-SMALL = {"cpu_request": "1", "cpu_limit": "2", "memory_request": "4Gi", "memory_limit": "8Gi"}
-LARGE = {"cpu_request": "2", "cpu_limit": "4", "memory_request": "8Gi", "memory_limit": "16Gi"}
+# Pipeline runs only wait on their chunks and build: a small pod. A chunk pod's CPU limit and memory fit two
+# 1 GiB format processes beside its flow process (tests/test_chunks.py checks the arithmetic).
+ORCHESTRATOR = {
+    "cpu_request": "250m",
+    "cpu_limit": "1",
+    "memory_request": "1Gi",
+    "memory_limit": "2Gi",
+    "scratch_size": "2Gi",
+}
+CHUNK = {
+    "cpu_request": "2",
+    "cpu_limit": "2",
+    "memory_request": "4Gi",
+    "memory_limit": "4Gi",
+    "scratch_size": "20Gi",
+    "active_deadline_seconds": 7200,
+}
+BUILD_POD = {
+    "cpu_request": "1",
+    "cpu_limit": "2",
+    "memory_request": "4Gi",
+    "memory_limit": "8Gi",
+    "scratch_size": "50Gi",
+}
 WINDOW = {"start": None, "end": None}
 EXPECTED = {
     # name: (flow, schedules, parameters without root, concurrency limit, resources)
-    "daily-update": (PIPELINE, [("0 6 * * *", "UTC")], {**WINDOW, "last_n_days": 7, "lag_days": 1}, 1, SMALL),
-    "backfill": (PIPELINE, [], {}, None, LARGE),
-    "reprocess": (PIPELINE, [("0 3 2 * *", "UTC")], {**WINDOW, "last_n_days": 180, "lag_days": 30}, 1, LARGE),
-    "rebuild": (BUILD, [], {}, None, SMALL),
+    "daily-update": (
+        PIPELINE,
+        [("0 6 * * *", "UTC")],
+        {**WINDOW, "last_n_days": 7, "lag_days": 1, "verify": True},
+        1,
+        ORCHESTRATOR,
+    ),
+    "backfill": (PIPELINE, [], {"verify": True}, None, ORCHESTRATOR),
+    "reprocess": (
+        PIPELINE,
+        [("0 3 2 * *", "UTC")],
+        {**WINDOW, "last_n_days": 180, "lag_days": 30, "verify": True},
+        1,
+        ORCHESTRATOR,
+    ),
+    "rebuild": (BUILD, [], {"verify": True}, None, BUILD_POD),
+    "chunk": (CHUNK_FLOW, [], {}, None, CHUNK),
 }
 JOB_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "60", "PREFECT_LOGGING_EXTRA_LOGGERS": "oceantaco"}
+# On Kubernetes also scratch on the emptyDir, and an evicted pod's run rescheduled rather than crashed.
+K8S_ENV = {**JOB_ENV, "TMPDIR": "/scratch", "PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR": "reschedule"}
 
 
 def test_every_deployment_as_the_server_stores_it_and_its_kubernetes_job(deployed):
@@ -222,7 +267,6 @@ def test_every_deployment_as_the_server_stores_it_and_its_kubernetes_job(deploye
                 assert deployment.parameters == {
                     **parameters,
                     "root": "oceantaco-data" if local else root,
-                    "verify": True,
                 }, where
                 stored_limit = deployment.global_concurrency_limit
                 assert (stored_limit.limit if stored_limit else None) == limit, where
@@ -245,8 +289,7 @@ def test_every_deployment_as_the_server_stores_it_and_its_kubernetes_job(deploye
                     "namespace": "oceantaco",
                     "service_account_name": "oceantaco-pipeline",
                     "env_from": [{"secretRef": {"name": "oceantaco-credentials"}}],
-                    "env": {**JOB_ENV, "TMPDIR": "/scratch"},
-                    "scratch_size": "50Gi",
+                    "env": K8S_ENV,
                     "finished_job_ttl": 86400,
                     **resources,
                 }, where
@@ -261,7 +304,7 @@ def test_every_deployment_as_the_server_stores_it_and_its_kubernetes_job(deploye
                 pod = manifest["spec"]["template"]["spec"]
                 (container,) = pod["containers"]
                 env = {e["name"]: e.get("value") for e in container["env"]}
-                assert {**JOB_ENV, "TMPDIR": "/scratch"}.items() <= env.items(), where
+                assert K8S_ENV.items() <= env.items(), where
                 assert env["PREFECT__FLOW_RUN_ID"] == str(flow_run.id)
                 assert container["args"] == ["prefect", "flow-run", "execute"]
                 assert manifest["metadata"]["namespace"] == "oceantaco"
@@ -289,18 +332,22 @@ def test_every_deployment_as_the_server_stores_it_and_its_kubernetes_job(deploye
                     "requests": {
                         "cpu": resources["cpu_request"],
                         "memory": resources["memory_request"],
-                        "ephemeral-storage": "50Gi",
+                        "ephemeral-storage": resources["scratch_size"],
                     },
                     "limits": {"cpu": resources["cpu_limit"], "memory": resources["memory_limit"]},
                 }
                 assert container["envFrom"] == [{"secretRef": {"name": "oceantaco-credentials"}}]
                 assert container["volumeMounts"] == [{"name": "scratch", "mountPath": "/scratch"}]
-                assert pod["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": "50Gi"}}]
+                assert pod["volumes"] == [
+                    {"name": "scratch", "emptyDir": {"sizeLimit": resources["scratch_size"]}}
+                ]
                 labels = manifest["spec"]["template"]["metadata"]["labels"]
                 assert labels["app.kubernetes.io/component"] == "flow-run"  # what the NetworkPolicy selects
                 assert labels["prefect.io/flow-run-id"] == str(flow_run.id)
                 assert "{{" not in str(manifest)  # every placeholder was filled or dropped
-                assert "nodeSelector" not in pod and "activeDeadlineSeconds" not in manifest["spec"]
+                assert "nodeSelector" not in pod
+                deadline = resources.get("active_deadline_seconds")  # chunks only
+                assert manifest["spec"].get("activeDeadlineSeconds") == deadline
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,13 +1,14 @@
-"""A flow run through Kubernetes, without a cluster: the real `backfill` deployment from prefect.yaml, the
-real prefect-kubernetes worker (`prefect worker start --type kubernetes`) of the oceantaco-k8s pool with our
-base job template, a fake API server with a test kubelet (tests/fake_cluster.py), the local Prefect server,
-and a root on the local S3 server that the run gets, with its credentials, only from the Secret the Job
-names in envFrom."""
+"""A backfill through Kubernetes, without a cluster: the real `backfill`, `chunk` and `rebuild` deployments
+from prefect.yaml, the real prefect-kubernetes worker (`prefect worker start --type kubernetes`) of the
+oceantaco-k8s pool with our base job template, a fake API server with a test kubelet
+(tests/fake_cluster.py), the local Prefect server, and a root on the local S3 server that the runs get, with
+their credentials, only from the Secret the Jobs name in envFrom. The backfill's Job submits one Job per
+chunk, which run at the same time, then one build Job."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,38 +18,61 @@ from fake_cluster import JOBS, FakeCluster, secret
 from k8s_tools import validate_strictly, without_worker_required_pod_fields
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentUpdate
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 from prefect.client.schemas.objects import StateType
-from prefect_helpers import PREFECT, REPO, TINY_DAY, prefect_deploy, wait_for_final_state
+from prefect_helpers import REPO, prefect_deploy, process_worker, subflow_runs, wait_for_final_state
 
 from oceantaco.regions import REGION_NAMES
 from oceantaco.steps import Roots
 from oceantaco.storage import Storage
+from oceantaco.synthetic import MirrorManifest, build_mirror
 from oceantaco.taco import read_slots
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.e2e]  # 5 Jobs as processes: `make test-e2e`
 
 NAMESPACE = "oceantaco"
 IMAGE = "ghcr.io/oceantaco/oceantaco:kmock-test"
 CREDENTIALS = "oceantaco-credentials"
 
 
-def test_a_kubernetes_worker_runs_a_backfill_as_a_job(
-    tmp_path: Path, kubernetes_pool: str, tiny_mirror, s3_bucket: str, s3_server
+DAYS = [dt.date(2024, 1, 30), dt.date(2024, 1, 31), dt.date(2024, 2, 1)]
+FANNED_OUT = ("backfill", "chunk", "rebuild")  # what a backfill submits its chunks and build to
+
+
+@pytest.fixture(scope="module")
+def three_days(tmp_path_factory: pytest.TempPathFactory) -> MirrorManifest:
+    return build_mirror(
+        tmp_path_factory.mktemp("upstream"), DAYS, l4_resolution=1.0, grid_products=(), alongtrack_points=None
+    )
+
+
+def test_a_kubernetes_worker_runs_a_backfill_as_one_job_per_chunk_then_one_build_job(
+    tmp_path: Path, kubernetes_pool: str, three_days, s3_bucket: str, s3_server
 ) -> None:
     root = f"{s3_bucket}/oceantaco"
-    prefect_deploy("backfill", env={"OCEANTACO_IMAGE": IMAGE, "OCEANTACO_ROOT": root})
+    prefect_deploy(*FANNED_OUT, env={"OCEANTACO_IMAGE": IMAGE, "OCEANTACO_ROOT": root})
     with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("oceantaco-pipeline/backfill")
-        assert deployment.work_pool_name == kubernetes_pool and deployment.parameters["root"] == root
-        # The image's /opt/oceantaco is the checkout here (the kubelet maps the image's other paths).
-        client.update_deployment(
-            deployment.id,
-            DeploymentUpdate(
-                pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
-            ),
-        )
+        for name in FANNED_OUT:
+            deployment = client.read_deployments(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name]))
+            )[0]
+            assert deployment.work_pool_name == kubernetes_pool and deployment.parameters["root"] == root
+            # The image's /opt/oceantaco is the checkout here (the kubelet maps the image's other paths).
+            client.update_deployment(
+                deployment.id,
+                DeploymentUpdate(
+                    pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+                ),
+            )
+        backfill = client.read_deployment_by_name("oceantaco-pipeline/backfill")
         run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"start": TINY_DAY, "end": TINY_DAY, "products": ["l4_ssh", "argo"]}
+            backfill.id,
+            parameters={
+                "start": DAYS[0],
+                "end": DAYS[-1],
+                "products": ["l4_ssh", "argo"],
+                "days_per_chunk": 1,
+            },
         )
 
     # Everything the run needs beyond Prefect comes from the Secret: bucket endpoint and keys, upstream.
@@ -58,8 +82,10 @@ def test_a_kubernetes_worker_runs_a_backfill_as_a_job(
         "AWS_SECRET_ACCESS_KEY": "kmock-secret-9f3e",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ALLOW_HTTP": "true",
-        "OCEANTACO_CMEMS_MIRROR": tiny_mirror.cmems_mirror,
-        "OCEANTACO_ARGO_GDAC": tiny_mirror.argo_gdac,
+        "OCEANTACO_CMEMS_MIRROR": three_days.cmems_mirror,
+        "OCEANTACO_ARGO_GDAC": three_days.argo_gdac,
+        # three chunk pods share this 2-core machine: one format process each, as a 1-CPU limit would give
+        "OCEANTACO_FORMAT_PROCESSES": "1",
     }
     worker_env = {
         key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "OCEANTACO_"))
@@ -68,33 +94,51 @@ def test_a_kubernetes_worker_runs_a_backfill_as_a_job(
     with FakeCluster.serve(tmp_path / "cluster") as (cluster, kubeconfig):
         cluster.apply(kubeconfig, secret(NAMESPACE, CREDENTIALS, provider_settings))
         log = tmp_path / "worker.log"
-        with open(log, "wb") as out:
-            worker = subprocess.run(
-                [PREFECT, "worker", "start", "--pool", kubernetes_pool, "--type", "kubernetes", "--run-once"],
-                cwd=tmp_path,
-                env={
-                    **worker_env,
-                    "KUBECONFIG": str(kubeconfig),
-                    "PREFECT_WORKER_QUERY_SECONDS": "1",
-                    "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_ENABLED": "false",
-                },
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=180,
-            )
-        worker_log = log.read_text()
-        assert worker.returncode == 0, worker_log[-4000:]
-        final = wait_for_final_state(run.id, timeout=300)
-        cluster.wait_for_jobs(timeout=60)
+        worker_env |= {
+            "KUBECONFIG": str(kubeconfig),
+            "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_ENABLED": "false",
+        }
+        with process_worker(kubernetes_pool, log, worker_type="kubernetes", env=worker_env, cwd=tmp_path):
+            final = wait_for_final_state(run.id, timeout=400)
+            cluster.wait_for_jobs(timeout=60)
         elapsed = time.monotonic() - started
-        print(f"kubernetes worker + fake cluster: trigger to completion {elapsed:.1f} s")
+        print(f"kubernetes worker, 3 chunk Jobs + build Job: trigger to completion {elapsed:.1f} s")
+        assert final.state.type == StateType.COMPLETED, (
+            final.state,
+            cluster.describe(),
+            log.read_text()[-3000:],
+        )
+        jobs = {kubelet.env["PREFECT__FLOW_RUN_ID"]: kubelet for kubelet in cluster.runs}
+        stored = {run_id: cluster.stored(JOBS, k.namespace, k.job) for run_id, k in jobs.items()}
+        assert provider_settings["AWS_SECRET_ACCESS_KEY"] not in str(stored) + log.read_text()
 
-        assert final.state.type == StateType.COMPLETED, (final.state, cluster.describe())
-        ((namespace, name),) = [(run.namespace, run.job) for run in cluster.runs]
-        assert final.infrastructure_pid == f"{NAMESPACE}:{name}"
-        job = cluster.stored(JOBS, namespace, name)
+    # One Job for the backfill, one per chunk with that chunk's days, one for the build; nothing else.
+    children = subflow_runs(run.id)
+    chunks, (build,) = children["oceantaco-chunk"], children["oceantaco-build"]
+    assert sorted(c.parameters["start"] for c in chunks) == [d.isoformat() for d in DAYS]
+    assert all(c.parameters["end"] == c.parameters["start"] for c in chunks)
+    assert set(jobs) == {str(r.id) for r in (final, *chunks, build)}
+    assert all(kubelet.exit_code == 0 for kubelet in jobs.values()), cluster.describe()
+    assert final.infrastructure_pid == f"{NAMESPACE}:{jobs[str(run.id)].job}"
 
-    # The Job the worker submitted: our template, the deployment's job variables, Prefect's own additions.
+    # The chunk pods ran at the same time, and the build pod after the last of them.
+    chunk_pods = [jobs[str(c.id)] for c in chunks]
+    assert max(k.started for k in chunk_pods) < min(k.ended for k in chunk_pods)
+    assert jobs[str(build.id)].started > max(k.ended for k in chunk_pods)
+
+    # Each Job is sized for its kind of work: a small waiting parent, bounded chunk pods with a deadline.
+    def limits(run_id: str) -> dict:
+        (container,) = stored[run_id]["spec"]["template"]["spec"]["containers"]
+        return container["resources"]["limits"]
+
+    assert limits(str(run.id)) == {"cpu": "1", "memory": "2Gi"}
+    assert all(limits(str(c.id)) == {"cpu": "2", "memory": "4Gi"} for c in chunks)
+    assert all(stored[str(c.id)]["spec"]["activeDeadlineSeconds"] == 7200 for c in chunks)
+    assert limits(str(build.id)) == {"cpu": "2", "memory": "8Gi"}
+
+    # The Job the worker submitted for the backfill: our template, the deployment's job variables, Prefect's
+    # own additions.
+    job = stored[str(run.id)]
     validate_strictly([without_worker_required_pod_fields(job)])
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -106,20 +150,21 @@ def test_a_kubernetes_worker_runs_a_backfill_as_a_job(
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["image"] == IMAGE and container["args"] == ["prefect", "flow-run", "execute"]
     assert container["envFrom"] == [{"secretRef": {"name": CREDENTIALS}}]
-    assert container["resources"]["limits"] == {"cpu": "4", "memory": "16Gi"}  # backfill: large
-    assert provider_settings["AWS_SECRET_ACCESS_KEY"] not in str(job) + worker_log
 
     # What the kubelet ran: `prefect flow-run execute` with the Secret's keys and scratch on the emptyDir.
-    (kubelet,) = cluster.runs
-    assert kubelet.exit_code == 0 and kubelet.argv[1:] == ["flow-run", "execute"]
+    kubelet = jobs[str(run.id)]
+    assert kubelet.argv[1:] == ["flow-run", "execute"]
     assert provider_settings.items() <= kubelet.env.items()
-    assert kubelet.env["PREFECT__FLOW_RUN_ID"] == str(run.id)
-    scratch = tmp_path / "cluster" / name
+    scratch = tmp_path / "cluster" / kubelet.job
     assert kubelet.env["TMPDIR"] == str(scratch) and kubelet.env["HOME"] == str(scratch)
+    assert kubelet.env["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"] == "reschedule"
 
     # ... and the run's output, in the bucket.
     taco = Storage(Roots.under(root).taco)
     tacoreader.clear_cache()
-    assert tacoreader.load(taco.url, cache=False).data["id"].to_pylist() == [f"{TINY_DAY:%Y_%m_%d}"]
-    available = {(r["region"], r["slot"]) for r in read_slots(taco) if r["available"]}
-    assert {region for region, slot in available if slot == "l4_ssh.nc"} == set(REGION_NAMES)
+    assert tacoreader.load(taco.url, cache=False).data["id"].to_pylist() == [f"{d:%Y_%m_%d}" for d in DAYS]
+    available = {(r["day"], r["region"], r["slot"]) for r in read_slots(taco) if r["available"]}
+    for day in DAYS:
+        assert {reg for d, reg, slot in available if d == f"{day:%Y_%m_%d}" and slot == "l4_ssh.nc"} == set(
+            REGION_NAMES
+        )
