@@ -10,13 +10,16 @@ OCEANTACO_AVISO_*. The GLORYS files hold 11 depth levels (the synthetic default)
 The chunk runs in a child process, ``taskset -c 0,1 python -c <chunk_flow(...)>`` (a 2-CPU pod: its format
 processes come from ``current_budget()``), as a flow run on a local Prefect server holding the provider
 concurrency limits of ``oceantaco prefect setup`` (cmems 4, aviso 1, argo-gdac 4), with TMPDIR a fresh
-folder (the pod's scratch) and a local folder as storage root. This process samples /proc every 0.1 s and
-reports: wall time of the chunk and of its download and format subflows (the server's timestamps), the
-format tasks per product, CPU time of the process tree (RUSAGE_CHILDREN), the peak RSS and PSS summed over
-the tree and the largest single process's VmHWM, the most format worker processes alive at once, the peak
-bytes in TMPDIR (st_blocks, as du), and the raw and formatted bytes per day.
+folder (the pod's scratch). The storage root is a local folder, or with ``--bucket`` a moto S3 bucket
+(tests/services.py): only then are downloads and format inputs staged in TMPDIR, as in a pod.
 
-    .venv/bin/python benchmarks/chunk_day.py [--keep DIR] [--no-swot]
+This process samples /proc every 0.1 s and reports: wall time of the chunk and of its download and format
+subflows (the server's timestamps), the format tasks per product, CPU time of the process tree
+(RUSAGE_CHILDREN), the peak RSS and PSS summed over the tree and the largest single process's VmHWM, the
+most format worker processes alive at once, the peak bytes in TMPDIR (st_blocks, as du), and the raw and
+formatted bytes per day under the root.
+
+    .venv/bin/python benchmarks/chunk_day.py [--keep DIR] [--no-swot] [--bucket]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import contextlib
 import datetime as dt
 import functools
+import logging
 import multiprocessing
 import os
 import resource
@@ -41,6 +45,7 @@ from pathlib import Path
 from measure import prefect_server
 
 from oceantaco.catalog import load_catalog
+from oceantaco.storage import Storage
 from oceantaco.synthetic import (
     ArgoIndexRow,
     argo_profiles_for_days,
@@ -53,13 +58,14 @@ from oceantaco.synthetic_grids import GRIDDED_PRODUCTS, write_product_day
 from oceantaco.synthetic_sparse import swot_day, write_swot_pass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from services import start_ftp_server  # tests/ holds the local servers
+from services import start_ftp_server, start_moto_s3  # tests/ holds the local servers
 
 DAYS = [dt.date(2024, 5, 14), dt.date(2024, 5, 15)]
 ALONGTRACK_POINTS = 50_000  # per satellite and day (format_sparse.py)
 ARGO_PROFILES = 400  # per day (format_argo_day.py)
 SWOT_L3_ROOT = "swot_products/l3_karin_nadir/l3_lr_ssh/v2_0_1/Basic"  # AVISO's folder of L3 Basic passes
 FTP_USER, FTP_PASSWORD = "bench", "bench-password"
+BUCKET = "oceantaco-bench"
 SAMPLE_SECONDS = 0.1
 PIN = ["taskset", "-c", "0,1"]  # the pod's 2 CPUs
 # The measured child: the chunk flow as its pod runs it (python -c: spawned format workers re-import nothing).
@@ -177,11 +183,11 @@ def _sample(child: int, scratch: Path, peaks: Peaks) -> None:
 
 
 def measure_chunk(
-    root: Path, products: list[str], scratch: Path, env: dict[str, str], log: Path
+    root: str, products: list[str], scratch: Path, env: dict[str, str], log: Path
 ) -> tuple[float, float, Peaks]:
     """Run the chunk child under taskset; its wall seconds, the tree's CPU seconds and peaks."""
     days = [str(DAYS[0]), str(DAYS[-1])]
-    command = [*PIN, sys.executable, "-c", RUN_CHUNK, *days, str(root), ",".join(products)]
+    command = [*PIN, sys.executable, "-c", RUN_CHUNK, *days, root, ",".join(products)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     peaks = Peaks()
     started = time.perf_counter()
@@ -233,8 +239,14 @@ def server_timings() -> tuple[dict[str, float], dict[str, list[float]]]:
     return flow_seconds, task_seconds
 
 
-def _per_folder(base: Path) -> dict[str, int]:
-    return {p.name: _disk_bytes(p) for p in sorted(base.iterdir()) if p.is_dir()}
+def bytes_per_folder(url: str) -> dict[str, int]:
+    """Bytes of the objects under ``url`` by first-level folder."""
+    storage = Storage(url)
+    top = storage.full_path("").rstrip("/") + "/"
+    sizes: dict[str, int] = defaultdict(int)
+    for path, info in storage.fs.find(top, detail=True).items():
+        sizes[path.removeprefix(top).split("/")[0]] += info["size"]
+    return sizes
 
 
 def _report(
@@ -244,7 +256,8 @@ def _report(
     peaks: Peaks,
     flow_seconds: dict[str, float],
     task_seconds: dict[str, list[float]],
-    root: Path,
+    raw: dict[str, int],
+    formatted: dict[str, int],
 ) -> None:
     mb, n = 1e6, len(DAYS)
     largest, role = max(peaks.hwm.values())
@@ -266,7 +279,6 @@ def _report(
     print(f"\n{'format task':<20}{'runs':>6}{'sum s':>8}{'max s':>8}")
     for token, seconds in sorted(task_seconds.items(), key=lambda kv: -sum(kv[1])):
         print(f"{token:<20}{len(seconds):>6}{sum(seconds):>8.1f}{max(seconds):>8.1f}")
-    raw, formatted = _per_folder(root / "raw"), _per_folder(root / "formatted")
     raw["total"], formatted["total"] = sum(raw.values()), sum(formatted.values())
     print(f"\n{'MB per day':<20}{'raw':>10}{'formatted':>11}")
     for name in [*sorted((raw.keys() | formatted.keys()) - {"total"}), "total"]:
@@ -280,40 +292,58 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="write the upstream and the chunk's root here and keep them"
     )
-    parser.add_argument("--no-swot", action="store_true", help="leave SWOT out (no FTP server)")
+    parser.add_argument("--no-swot", action="store_true", help="leave SWOT out")
+    parser.add_argument(
+        "--bucket",
+        action="store_true",
+        help="root in a moto S3 bucket: files are staged in TMPDIR, as in a pod",
+    )
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="oceantaco-chunk-bench-"))
-    upstream, root, scratch = work / "upstream", work / "root", work / "scratch"
-    shutil.rmtree(root, ignore_errors=True)
+    upstream, scratch = work / "upstream", work / "scratch"
+    shutil.rmtree(work / "root", ignore_errors=True)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     (upstream / "aviso").mkdir(parents=True, exist_ok=True)  # served by the FTP server, empty without SWOT
-    started = time.perf_counter()
-    if not (upstream / "cmems").exists():
+    if (upstream / "cmems").exists():
+        print(f"upstream reused from {upstream}", flush=True)
+    else:
+        started = time.perf_counter()
         write_upstream(upstream, swot=not args.no_swot)
-    print(
-        f"upstream written in {time.perf_counter() - started:.1f} s (2 processes) under {upstream}",
-        flush=True,
-    )
+        print(f"upstream written in {time.perf_counter() - started:.1f} s (2 processes)", flush=True)
 
+    ftp_log = logging.getLogger("pyftpdlib")  # with a handler of its own, pyftpdlib logs no line per file
+    ftp_log.addHandler(logging.StreamHandler())
+    ftp_log.setLevel(logging.WARNING)
     env = {
         **os.environ,
         "OCEANTACO_CMEMS_MIRROR": str(upstream / "cmems"),
         "OCEANTACO_ARGO_GDAC": str(upstream / "gdac_full"),
     }
     products = [t for t in load_catalog().slot_order if t != "l3_swot" or not args.no_swot]
-    with start_ftp_server(upstream / "aviso", FTP_USER, FTP_PASSWORD) as ftp, prefect_server() as prefect:
-        env |= prefect | {
-            "OCEANTACO_AVISO_FTP_URL": ftp.url,
-            "OCEANTACO_AVISO_USER": FTP_USER,
-            "OCEANTACO_AVISO_PASSWORD": FTP_PASSWORD,
-        }
+    with contextlib.ExitStack() as servers:
+        ftp = servers.enter_context(start_ftp_server(upstream / "aviso", FTP_USER, FTP_PASSWORD))
+        env |= {"OCEANTACO_AVISO_FTP_URL": ftp.url, "OCEANTACO_AVISO_USER": FTP_USER}
+        env["OCEANTACO_AVISO_PASSWORD"] = FTP_PASSWORD
+        root = str(work / "root")
+        if args.bucket:
+            s3 = servers.enter_context(start_moto_s3())
+            aws = {"AWS_ENDPOINT_URL": s3.url, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+            aws |= {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+            os.environ |= aws
+            env |= aws
+            Storage(f"s3://{BUCKET}").fs.mkdir(BUCKET)
+            root = f"s3://{BUCKET}/root"
+        prefect = servers.enter_context(prefect_server())
         os.environ |= prefect  # for this process's Prefect client, imported only now
+        env |= prefect
         create_provider_limits()
         wall, cpu, peaks = measure_chunk(root, products, scratch, env, work / "chunk.log")
         flow_seconds, task_seconds = server_timings()
+        raw, formatted = bytes_per_folder(f"{root}/raw"), bytes_per_folder(f"{root}/formatted")
 
-    _report(products, wall, cpu, peaks, flow_seconds, task_seconds, root)
+    print(f"storage root: {root}")
+    _report(products, wall, cpu, peaks, flow_seconds, task_seconds, raw, formatted)
     if args.no_swot:
         per_day = load_catalog()["l3_swot"].format_cpu_seconds
         print(f"\nSWOT left out: the catalog's {per_day} CPU s per day adds ~{per_day * len(DAYS):.0f} CPU s")

@@ -63,20 +63,33 @@ def trivial_chunk(
 
 
 def _count_requests(counts: Counter[str]) -> None:
-    """Count every request this process sends through httpx, by method and path."""
+    """Count every request this process sends through httpx, by method and path, and by status when it is not
+    a success (each retry of Prefect's client is a request of its own)."""
 
-    def endpoint(request: httpx.Request) -> str:
-        return f"{request.method} {_UUID.sub('{id}', request.url.path.removeprefix('/api'))}"
+    def key(request: httpx.Request, response: httpx.Response | None) -> str:
+        path = _UUID.sub("{id}", request.url.path.removeprefix("/api"))
+        failed = (
+            "" if response and response.is_success else f" -> {response.status_code if response else 'error'}"
+        )
+        return f"{request.method} {path}{failed}"
 
     sync_send, async_send = httpx.Client.send, httpx.AsyncClient.send
 
     def send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        counts[endpoint(request)] += 1
-        return sync_send(self, request, **kwargs)
+        response = None
+        try:
+            response = sync_send(self, request, **kwargs)
+            return response
+        finally:
+            counts[key(request, response)] += 1
 
     async def asend(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        counts[endpoint(request)] += 1
-        return await async_send(self, request, **kwargs)
+        response = None
+        try:
+            response = await async_send(self, request, **kwargs)
+            return response
+        finally:
+            counts[key(request, response)] += 1
 
     httpx.Client.send = send  # type: ignore[method-assign]
     httpx.AsyncClient.send = asend  # type: ignore[method-assign]
@@ -187,11 +200,12 @@ def _median_p95(values: list[float], width: int = 9) -> str:
 def _print(results: list[Result], max_parallel: int) -> None:
     print(
         f"\nmax_parallel {max_parallel}, worker --limit {max_parallel + 1}, "
-        f"OCEANTACO_CHUNK_POLL_SECONDS={POLL}, PREFECT_WORKER_QUERY_SECONDS=1, {os.cpu_count()} CPUs; seconds"
+        f"OCEANTACO_CHUNK_POLL_SECONDS={POLL}, PREFECT_WORKER_QUERY_SECONDS=1, {os.cpu_count()} CPUs; "
+        "seconds, per chunk run: median then p95"
     )
     print(
-        f"{'chunks':>6}{'parent':>8}{'/chunk':>8}{'run_chunks':>11}{'queue med':>9}{'p95':>7}"
-        f"{'picked':>9}{'p95':>7}{'+start':>9}{'p95':>7}{'run med':>9}{'p95':>7}{'calls/chunk':>12}  states"
+        f"{'chunks':>6}{'parent':>8}{'/chunk':>8}{'run_chunks':>11}{'queue':>9}{'p95':>7}"
+        f"{'picked':>9}{'p95':>7}{'+start':>9}{'p95':>7}{'run':>9}{'p95':>7}{'calls/chunk':>12}  states"
     )
     for r in results:
         calls = sum(r.requests.values()) / r.chunks

@@ -124,8 +124,7 @@ def pipeline(
                 timeout_minutes=chunk_timeout_minutes,
                 inline=chunk_flow,
             )
-        saved = [run_records.load(roots.reports, o.run_id) for o in outcomes if o.run_id is not None]
-        records = run_records.combine([r for r in saved if r is not None])
+        records = run_records.collect(roots.reports, outcomes)
         with timings.step("build"):
             records.build = fanout.run_build(
                 Chunk(0, first, last),

@@ -64,6 +64,7 @@ class ChunkOutcome:
     chunk: Chunk
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (run id, state type) in order
     message: str | None = None
+    reported: bool = False  # its last attempt saved its step reports (their failures are counted there)
 
     @property
     def state(self) -> str | None:

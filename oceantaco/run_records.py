@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
+from oceantaco.chunks import ChunkOutcome
 from oceantaco.steps import DownloadReport, FormatReport
 from oceantaco.storage import Storage
 from oceantaco.taco import BuildReport
@@ -80,3 +81,13 @@ def combine(records: list[StepReports]) -> StepReports:
         for f in formats:
             format.days += f.days
     return StepReports(download=download, format=format)
+
+
+def collect(reports_url: str, outcomes: list[ChunkOutcome]) -> StepReports:
+    """The combined reports of the chunks' last attempts; marks each outcome ``reported`` or not."""
+    records = []
+    for outcome in outcomes:
+        record = load(reports_url, outcome.run_id) if outcome.run_id is not None else None
+        outcome.reported = record is not None
+        records += [record] if record is not None else []
+    return combine(records)

@@ -1,5 +1,6 @@
-"""What the Prefect tests share: `prefect deploy` from the checkout, a process worker, waiting for a run's
-end, a run's artifacts, and the fixtures `tiny_mirror` and `kubernetes_pool` (a pytest plugin of conftest)."""
+"""What the Prefect tests share: `prefect deploy` from the checkout, a worker, creating a deployment run and
+waiting for its end, its subflow runs and artifacts, a digest of a dataset root, and the fixtures
+`tiny_mirror`, `kubernetes_pool` and `local_deployments` (a pytest plugin of conftest)."""
 
 from __future__ import annotations
 
@@ -177,6 +178,13 @@ def local_deployments() -> Iterator[None]:
         for deployment in client.read_deployments():
             if deployment.name in LOCAL_DEPLOYMENTS:
                 client.delete_deployment(deployment.id)
+
+
+def create_run(deployment: str, **parameters: object) -> FlowRun:
+    """A run of ``deployment`` ("flow/deployment") with ``parameters``, as the UI's Custom run makes it."""
+    with get_client(sync_client=True) as client:
+        deployment_id = client.read_deployment_by_name(deployment).id
+        return client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
 
 
 def dataset_digest(root: str) -> dict[str, object]:

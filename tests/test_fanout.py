@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect_helpers import dataset_digest, process_worker, subflow_runs, wait_for_final_state
+from prefect_helpers import create_run, dataset_digest, process_worker, subflow_runs, wait_for_final_state
 from typer.testing import CliRunner
 
 from oceantaco import prefect_setup
@@ -34,18 +33,14 @@ def six_days(tmp_path_factory: pytest.TempPathFactory) -> MirrorManifest:
 
 def run_backfill(root: Path, log: Path, **parameters: object) -> FlowRun:
     """Trigger backfill-local over DAYS as a person would, and serve it with one process worker."""
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("oceantaco-pipeline/backfill-local")
-        run = client.create_flow_run_from_deployment(
-            deployment.id,
-            parameters={
-                "start": DAYS[0],
-                "end": DAYS[-1],
-                "root": str(root),
-                "products": PRODUCTS,
-                **parameters,
-            },
-        )
+    run = create_run(
+        "oceantaco-pipeline/backfill-local",
+        start=DAYS[0],
+        end=DAYS[-1],
+        root=str(root),
+        products=PRODUCTS,
+        **parameters,
+    )
     with process_worker(prefect_setup.LOCAL_POOL, log):
         final = wait_for_final_state(run.id, timeout=400)
     assert final.state.type == StateType.COMPLETED, (final.state, log.read_text()[-5000:])

@@ -189,7 +189,8 @@ def test_a_corrupt_upstream_day_fails_alone_and_the_rest_is_published(mirror, tm
         state.result()
     summary = artifacts_of(state.state_details.flow_run_id)["oceantaco-run-summary"].data
     assert "**Status:** 1 failure(s)" in summary
-    assert f"- `l4_ssh {DAYS[1]}: " in summary  # the failed day is named
+    assert f"- `l4_ssh {DAYS[1]}: " in summary  # the failed day is named, and its chunk
+    assert "- `chunk-0000_20240130-20240201 (2024-01-30..2024-02-01): FAILED after 1 attempt(s): " in summary
 
     slots = read_slots(Storage(Roots.under(root).taco))
     ssh = {(r["day"], r["available"]) for r in slots if r["slot"].startswith("l4_ssh")}

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from oceantaco import run_report
 from oceantaco.catalog import load_catalog
+from oceantaco.chunks import ChunkOutcome, split_days
 from oceantaco.formatting import FormatResult
 from oceantaco.progress import progress
 from oceantaco.regions import REGION_NAMES
@@ -147,6 +148,33 @@ def test_run_summary_markdown_has_the_numbers():
     assert "argo: PermissionError: no login" in text
     assert "d.nc: TimeoutError: slow" in text
     assert "[`s3://bucket/oceantaco/taco`](" in text
+
+
+def test_the_summary_names_every_chunk_that_did_not_complete_and_counts_only_the_unreported_ones():
+    # Chunk 0 completed on its 2nd attempt (a lost pod), chunk 1 failed and reported its one failed day
+    # (counted in the format section), chunk 2 was lost 3 times and left no report: 1 + 1 failures.
+    chunks = [ChunkOutcome(c) for c in split_days(D1, D3, 1)]
+    chunks[0].attempts = [("a", "CRASHED"), ("b", "COMPLETED")]
+    chunks[0].reported = True
+    chunks[1].attempts = [("c", "FAILED")]
+    chunks[1].reported, chunks[1].message = True, "1 (product, day) format failure(s)"
+    chunks[2].attempts = [("d", "CRASHED"), ("e", "CRASHED"), ("f", "CRASHED")]
+    format = FormatReport(started="20240105_000000_000000")
+    format.add("l4_ssh", D2, ValueError("bad file"))
+    text = run_report.run_summary_markdown(None, format, None, chunks=chunks)
+    lines = text.splitlines()
+    for line in (
+        "**Status:** 2 failure(s)",
+        "| chunks | 3 |",
+        "| completed | 1 |",
+        "| submitted again after a lost pod | 2 |",
+        "| not completed | 2 |",
+        "- `chunk-0001_20240102-20240102 (2024-01-02..2024-01-02): FAILED after 1 attempt(s): "
+        "1 (product, day) format failure(s)`",
+        "- `chunk-0002_20240103-20240103 (2024-01-03..2024-01-03): CRASHED after 3 attempt(s)`",
+    ):
+        assert line in lines, (line, text)
+    assert "chunk-0000" not in text
 
 
 def test_run_summary_accepts_partial_runs_and_saved_json():

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING
 import pytest
 import tacoreader
 from prefect.client.orchestration import get_client
-from prefect_helpers import TINY_DAY, prefect_deploy, process_worker, wait_for_final_state
+from prefect_helpers import (
+    LOCAL_DEPLOYMENTS,
+    TINY_DAY,
+    prefect_deploy,
+    process_worker,
+    wait_for_final_state,
+)
 
 from oceantaco import prefect_setup
 from oceantaco.steps import Roots
@@ -203,13 +209,16 @@ def local_pool() -> Iterator[str]:
 
 @pytest.fixture
 def backfill_deployment(local_pool: str) -> Iterator[str]:
-    """`backfill-local` deployed by `prefect deploy` from the real prefect.yaml (deleted after)."""
-    prefect_deploy(DEPLOYMENT)
+    """`backfill-local`, with the `chunk-local` and `rebuild-local` deployments its runs submit to, deployed
+    by `prefect deploy` from the real prefect.yaml (deleted after)."""
+    prefect_deploy(*LOCAL_DEPLOYMENTS)
     try:
         yield DEPLOYMENT
     finally:
         with get_client(sync_client=True) as client:
-            client.delete_deployment(client.read_deployment_by_name(f"{PIPELINE}/{DEPLOYMENT}").id)
+            for deployment in client.read_deployments():
+                if deployment.name in LOCAL_DEPLOYMENTS:
+                    client.delete_deployment(deployment.id)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName, TaskRunFilterState
 from prefect.client.schemas.filters import TaskRunFilterStateType as StateTypeFilter
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect_helpers import dataset_digest, process_worker, subflow_runs, wait_for_final_state
+from prefect_helpers import create_run, dataset_digest, process_worker, subflow_runs, wait_for_final_state
 
 from oceantaco import prefect_setup
 from oceantaco.synthetic import MirrorManifest, build_mirror
@@ -37,18 +37,14 @@ def four_days(tmp_path_factory: pytest.TempPathFactory) -> MirrorManifest:
 
 
 def trigger(root: Path) -> FlowRun:
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("oceantaco-pipeline/backfill-local")
-        return client.create_flow_run_from_deployment(
-            deployment.id,
-            parameters={
-                "start": DAYS[0],
-                "end": DAYS[-1],
-                "root": str(root),
-                "products": PRODUCTS,
-                "days_per_chunk": 2,
-            },
-        )
+    return create_run(
+        "oceantaco-pipeline/backfill-local",
+        start=DAYS[0],
+        end=DAYS[-1],
+        root=str(root),
+        products=PRODUCTS,
+        days_per_chunk=2,
+    )
 
 
 def chunk_formatting(parent: UUID, timeout: float) -> UUID:
