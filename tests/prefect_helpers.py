@@ -22,8 +22,12 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     FlowRunFilter,
     FlowRunFilterParentFlowRunId,
+    TaskRunFilter,
+    TaskRunFilterName,
+    TaskRunFilterState,
+    TaskRunFilterStateType,
 )
-from prefect.client.schemas.objects import Artifact, FlowRun
+from prefect.client.schemas.objects import Artifact, FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
 
 from oceantaco import prefect_setup
@@ -109,6 +113,29 @@ def subflow_runs(parent: UUID | str) -> dict[str, list[FlowRun]]:
     for run in sorted(runs, key=lambda run: run.created):
         by_flow.setdefault(names[run.flow_id], []).append(run)
     return by_flow
+
+
+def chunk_formatting(parent: UUID, timeout: float) -> UUID:
+    """The id of a chunk run of ``parent`` that has a format task running, once there is one."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            chunks = {run.id for run in subflow_runs(parent).get("oceantaco-chunk", [])}
+            running = client.read_task_runs(
+                task_run_filter=TaskRunFilter(
+                    name=TaskRunFilterName(like_="format-"),
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.RUNNING])),
+                )
+            )
+            for task in running:
+                format_run = client.read_flow_run(task.flow_run_id)  # the chunk's format sub-flow
+                if format_run.parent_task_run_id is None:
+                    continue
+                chunk = client.read_task_run(format_run.parent_task_run_id).flow_run_id
+                if chunk in chunks:
+                    return chunk
+            time.sleep(0.2)
+    raise TimeoutError(f"no chunk of {parent} started formatting within {timeout} s")
 
 
 def wait_for_final_state(run_id: UUID | str, timeout: float) -> FlowRun:

@@ -9,16 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import time
 from pathlib import Path
 from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName, TaskRunFilterState
-from prefect.client.schemas.filters import TaskRunFilterStateType as StateTypeFilter
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect_helpers import create_run, dataset_digest, process_worker, subflow_runs, wait_for_final_state
+from prefect_helpers import (
+    chunk_formatting,
+    create_run,
+    dataset_digest,
+    process_worker,
+    subflow_runs,
+    wait_for_final_state,
+)
 
 from oceantaco import prefect_setup
 from oceantaco.synthetic import MirrorManifest, build_mirror
@@ -45,29 +48,6 @@ def trigger(root: Path) -> FlowRun:
         products=PRODUCTS,
         days_per_chunk=2,
     )
-
-
-def chunk_formatting(parent: UUID, timeout: float) -> UUID:
-    """The id of a chunk run of ``parent`` that has a format task running, once there is one."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            chunks = {run.id for run in subflow_runs(parent).get("oceantaco-chunk", [])}
-            running = client.read_task_runs(
-                task_run_filter=TaskRunFilter(
-                    name=TaskRunFilterName(like_="format-"),
-                    state=TaskRunFilterState(type=StateTypeFilter(any_=[StateType.RUNNING])),
-                )
-            )
-            for task in running:
-                format_run = client.read_flow_run(task.flow_run_id)  # the chunk's format sub-flow
-                if format_run.parent_task_run_id is None:
-                    continue
-                chunk = client.read_task_run(format_run.parent_task_run_id).flow_run_id
-                if chunk in chunks:
-                    return chunk
-            time.sleep(0.2)
-    raise TimeoutError(f"no chunk of {parent} started formatting within {timeout} s")
 
 
 def process_group_of(flow_run: UUID) -> int:
