@@ -22,7 +22,7 @@ def chunk_flow(
 ) -> run_records.StepReports:
     """Download and format ``start``..``end`` under ``root``: what one pod of a pipeline run does.
 
-    Format tasks run in worker processes, as many as the pod's CPU and memory limits allow (1 GiB each),
+    Format tasks run in worker processes, as many as the pod's CPU and memory limits allow (1.25 GiB each),
     largest products first. The reports are saved under ``<root>/reports/<this run's id>/`` for the
     pipeline run waiting on this one. Fails at the end if a file or a (product, day) failed; the others
     are formatted and listed first.

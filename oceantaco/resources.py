@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GIB = 1024**3
-# Measured peaks of one format process (benchmarks/format_day.py, format_sparse.py): the largest is a
-# full SWOT L3 day at ~0.7 GB, every gridded product stays under 0.6 GB. 1 GiB per process leaves room.
-FORMAT_PROCESS_PEAK_BYTES = 1 * GIB
+# One format worker's peak: one (product, day) alone peaks at 0.7 GB at most (a full SWOT L3 day, the
+# catalog's format_peak_rss_mb), but a pool worker keeps what earlier tasks left in its heap: its high-water
+# mark reached 0.92 GB on a local root and 1.04 GB on S3 over a chunk of every product
+# (benchmarks/chunk_day.py). 1.25 GiB per process covers that with a margin.
+FORMAT_PROCESS_PEAK_BYTES = GIB * 5 // 4
 # The chunk's own flow process: Prefect's engine, the download threads, the parent of the pool.
 FLOW_PROCESS_RESERVE_BYTES = GIB * 3 // 4
 # A limit this large means "unlimited" (cgroup v1 writes the largest page-aligned int64).
@@ -33,8 +35,8 @@ class Budget:
     memory_bytes: int | None
 
     def format_processes(self, requested: int | None = None) -> int:
-        """Format processes that fit: at most one per CPU, and as many 1 GiB workers as memory holds beside
-        the flow process; ``requested`` (a setting) can lower that, never raise it."""
+        """Format processes that fit: at most one per CPU, and as many 1.25 GiB workers as memory holds
+        beside the flow process; ``requested`` (a setting) can lower that, never raise it."""
         fit = self.cpus
         if self.memory_bytes is not None:
             fit = min(fit, (self.memory_bytes - FLOW_PROCESS_RESERVE_BYTES) // FORMAT_PROCESS_PEAK_BYTES)

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="At most this many format worker processes per pod or machine; by default as many as "
-        "its CPU limit and memory limit (1 GiB each) allow.",
+        "its CPU limit and memory limit (1.25 GiB each) allow.",
     )
     chunk_poll_seconds: float = Field(
         default=10.0,

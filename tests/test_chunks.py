@@ -143,7 +143,8 @@ def test_the_budget_reads_cgroup_v1_and_unlimited_means_none(tmp_path):
     ("cpus", "memory", "requested", "expected"),
     [
         (2, 4 * GIB, None, 2),  # the chunk pod: CPU-bound
-        (8, 4 * GIB, None, 3),  # memory-bound: (4 - 0.75) GiB holds 3 workers of 1 GiB
+        (8, 4 * GIB, None, 2),  # memory-bound: (4 - 0.75) GiB holds 2 workers of 1.25 GiB
+        (8, 5 * GIB, None, 3),  # ... (5 - 0.75) GiB holds 3
         (8, None, None, 8),
         (8, None, 2, 2),  # the setting lowers it
         (2, None, 16, 2),  # ... never raises it

@@ -205,7 +205,7 @@ def test_backfill_deployed_from_prefect_yaml_runs_on_a_process_worker(
 # ---------------------------------------------------------------------------------------------------------
 
 # Pipeline runs only wait on their chunks and build: a small pod. A chunk pod's CPU limit and memory fit two
-# 1 GiB format processes beside its flow process (tests/test_chunks.py checks the arithmetic).
+# 1.25 GiB format processes beside its flow process (tests/test_chunks.py checks the arithmetic).
 ORCHESTRATOR = {
     "cpu_request": "250m",
     "cpu_limit": "1",
@@ -218,7 +218,7 @@ CHUNK = {
     "cpu_limit": "2",
     "memory_request": "4Gi",
     "memory_limit": "4Gi",
-    "scratch_size": "20Gi",
+    "scratch_size": "8Gi",
     "active_deadline_seconds": 7200,
 }
 BUILD_POD = {
