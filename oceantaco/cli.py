@@ -366,7 +366,6 @@ def run(
     days_per_chunk: Annotated[
         int,
         typer.Option(
-            min=1,
             help="Days downloaded and formatted together before the next chunk; each chunk formats in a "
             "pool of processes sized to this machine's CPUs and memory.",
         ),
@@ -379,6 +378,8 @@ def run(
     # Bad input is refused before importing Prefect and starting a server, which takes seconds.
     tokens = _products(products)
     days = _days(start_date, end_date)
+    if days_per_chunk < 1:
+        _refuse(f"--days-per-chunk {days_per_chunk}: give at least 1 (default {DEFAULT_DAYS_PER_CHUNK})")
     _reachable(root)
     _cmems_credentials(tokens, Settings())
     from flows.pipeline import pipeline

@@ -164,6 +164,9 @@ RUNNER_CASES = {
         "run", *RANGE, "--root", MISSING_BUCKET, needles=(MISSING_BUCKET, "not exist")
     ),
     "run-without-cmems-account": case("run", *RANGE, "--root", "/tmp/x", needles=(CMEMS_FIX,)),
+    "run-no-days-per-chunk": case(
+        "run", *RANGE, "--root", "/tmp/x", "--days-per-chunk", "0", needles=("--days-per-chunk 0", "least 1")
+    ),
     "prefect-setup-bad-work-pools": case(
         "prefect", "setup", "--work-pools", "bogus", needles=("'bogus'", "all")
     ),
