@@ -37,13 +37,14 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelling, State
 
 from oceantaco import run_records
-from oceantaco.chunks import COMPLETED, TIMED_OUT, Chunk, ChunkOutcome, ChunkTracker
+from oceantaco.chunks import COMPLETED, CRASHED, TIMED_OUT, Chunk, ChunkOutcome, ChunkTracker
 from oceantaco.settings import Settings
 from oceantaco.taco import BuildReport
 
 CHUNK_FLOW = "oceantaco-chunk"
 BUILD_FLOW = "oceantaco-build"
 MAX_ATTEMPTS = 3  # per chunk or build: the first, and two after lost pods
+READ_BATCH = 200  # the Prefect API's default and largest page of flow runs
 
 
 def sibling_deployment(flow_name: str) -> str | None:
@@ -90,6 +91,18 @@ def _cancel(client: SyncPrefectClient, run: FlowRun, minutes: int) -> str:
     return message
 
 
+def current_runs(client: SyncPrefectClient, run_ids: list[str]) -> dict[str, FlowRun | None]:
+    """Each flow run as the server has it now (None: not there), in requests of at most
+    ``READ_BATCH`` ids, the most the API returns at once."""
+    found: dict[str, FlowRun | None] = dict.fromkeys(run_ids)
+    for start in range(0, len(run_ids), READ_BATCH):
+        batch = [UUID(run_id) for run_id in run_ids[start : start + READ_BATCH]]
+        flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=batch))
+        for run in client.read_flow_runs(flow_run_filter=flow_run_filter, limit=len(batch)):
+            found[str(run.id)] = run
+    return found
+
+
 def _wait_for_attempts(
     deployment: str,
     kind: str,
@@ -109,13 +122,12 @@ def _wait_for_attempts(
                 submitted[str(run.id)] = time.monotonic()
                 logger.info("%s try %d: flow run %s (%s)", name(chunk), attempt, run.name, run.id)
             time.sleep(poll)
-            ids = [UUID(run_id) for run_id in tracker.in_flight]
-            for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))):
-                run_id = str(run.id)
-                state: State | None = run.state
-                if state is not None and state.is_final():
-                    outcome = state.type.value
-                    message = state.message
+            for run_id, run in current_runs(client, list(tracker.in_flight)).items():
+                state: State | None = run.state if run is not None else None
+                if run is None:  # deleted from the server: nothing will ever finish it
+                    outcome, message = CRASHED, "the flow run is no longer on the server"
+                elif state is not None and state.is_final():
+                    outcome, message = state.type.value, state.message
                 elif time.monotonic() - submitted[run_id] > timeout_minutes * 60:
                     outcome, message = TIMED_OUT, _cancel(client, run, timeout_minutes)
                 else:

@@ -10,10 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
-from prefect.states import Failed
+from prefect.client.orchestration import get_client
+from prefect.states import Completed, Failed
 from prefect.utilities.callables import parameter_schema
 
+from flows import fanout
 from flows.build import build_flow
+from flows.chunk import chunk_flow
 from flows.parameters import check_root, resolve_window
 from flows.pipeline import pipeline
 from flows.retries import retry_download, retry_network
@@ -77,7 +80,7 @@ def test_a_root_with_an_unresolved_deploy_placeholder_is_refused():
 
 
 def test_every_deployed_flow_parameter_has_a_description_and_type():
-    for flow in (pipeline, build_flow):
+    for flow in (pipeline, build_flow, chunk_flow):
         properties = parameter_schema(flow).model_dump()["properties"]
         assert all(spec.get("description") for spec in properties.values()), flow.name
     properties = parameter_schema(pipeline).model_dump()["properties"]
@@ -85,6 +88,7 @@ def test_every_deployed_flow_parameter_has_a_description_and_type():
     assert properties["swot_level"]["anyOf"][0]["enum"] == ["l2", "l3"]
     assert properties["start"]["anyOf"][0]["format"] == "date"
     assert properties["last_n_days"]["anyOf"][0]["minimum"] == 1
+    assert properties["days_per_chunk"]["minimum"] == 1 and properties["max_parallel_chunks"]["minimum"] == 1
 
 
 # --- retries: transient errors only ------------------------------------------------------------------------
@@ -160,3 +164,24 @@ def test_a_dry_run_plans_and_fetches_nothing(tmp_path, upstream_env):
     assert summary["planned_files"] == len(mirror.argo_files) + 1 and summary["planned_bytes"] > 0
     raw = Storage(Roots.under(root).raw)
     assert [key.split("/")[0] for key in raw.list()] == ["logs"]  # only the plan, saved as JSON
+
+
+# --- the fan-out's view of its chunk runs ---------------------------------------------------------------
+
+
+@pytest.mark.prefect
+def test_the_states_of_more_chunk_runs_than_one_api_page_are_all_read_and_a_deleted_one_is_none():
+    with get_client(sync_client=True) as client:
+        runs = [client.create_flow_run(build_flow, name=f"page-{i}") for i in range(fanout.READ_BATCH + 5)]
+        client.set_flow_run_state(runs[-1].id, Completed(), force=True)
+        client.delete_flow_run(runs[0].id)
+        ids = [str(run.id) for run in runs]
+        try:
+            found = fanout.current_runs(client, ids)
+        finally:
+            for run in runs[1:]:
+                client.delete_flow_run(run.id)
+    assert list(found) == ids
+    assert found[ids[0]] is None
+    assert all(found[i] is not None and str(found[i].id) == i for i in ids[1:])
+    assert found[ids[-1]].state.is_completed() and not found[ids[1]].state.is_final()
