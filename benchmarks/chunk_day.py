@@ -42,8 +42,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import prefect_server
-
 from oceantaco.catalog import load_catalog
 from oceantaco.storage import Storage
 from oceantaco.synthetic import (
@@ -58,7 +56,8 @@ from oceantaco.synthetic_grids import GRIDDED_PRODUCTS, write_product_day
 from oceantaco.synthetic_sparse import swot_day, write_swot_pass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from services import start_ftp_server, start_moto_s3  # tests/ holds the local servers
+from run_with_prefect import prefect_server  # tests/ holds the local servers
+from services import start_ftp_server, start_moto_s3
 
 DAYS = [dt.date(2024, 5, 14), dt.date(2024, 5, 15)]
 ALONGTRACK_POINTS = 50_000  # per satellite and day (format_sparse.py)

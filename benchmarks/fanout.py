@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -38,7 +39,7 @@ from uuid import UUID
 
 import httpx
 import numpy as np
-from measure import PREFECT, prefect_server, stop_process
+from measure import PREFECT, stop_process
 from prefect import Flow, flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
@@ -47,6 +48,9 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from oceantaco.chunks import split_days
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from run_with_prefect import prefect_server  # the local server the tests use too
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "bench-fanout"

@@ -9,6 +9,7 @@ PREFECT_HOME and SQLite database are removed afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -33,12 +35,15 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def main(command: list[str]) -> int:
+@contextlib.contextmanager
+def prefect_server() -> Iterator[dict[str, str]]:
+    """`prefect server start` on a free 127.0.0.1 port with a scratch PREFECT_HOME (SQLite inside); yields
+    the environment its clients need (PREFECT_API_URL, PREFECT_HOME, ...). The server and its home are
+    removed afterwards."""
     home = Path(tempfile.mkdtemp(prefix="oceantaco-prefect-"))
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {
-        **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # The UI is served for the browser test; it must be told the API's port (it assumes 4200).
@@ -49,7 +54,7 @@ def main(command: list[str]) -> int:
     log = open(home / "server.log", "wb")  # noqa: SIM115  (closed in finally)
     server = subprocess.Popen(
         [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
-        env=env,
+        env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -59,12 +64,13 @@ def main(command: list[str]) -> int:
         while not _healthy(api_url):
             if server.poll() is not None or time.monotonic() - started > START_TIMEOUT:
                 log.flush()
-                sys.stderr.write((home / "server.log").read_text(errors="replace")[-4000:])
-                print("the Prefect server did not start", file=sys.stderr)
-                return 1
+                raise RuntimeError(
+                    (home / "server.log").read_text(errors="replace")[-4000:]
+                    + "\nthe Prefect server did not start"
+                )
             time.sleep(0.3)
         print(f"Prefect server ready at {api_url} in {time.monotonic() - started:.1f} s", flush=True)
-        return subprocess.call(command, env={**env, "PREFECT_API_URL": api_url})
+        yield {**env, "PREFECT_API_URL": api_url}
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -74,6 +80,15 @@ def main(command: list[str]) -> int:
             server.wait()
         log.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def main(command: list[str]) -> int:
+    try:
+        with prefect_server() as env:
+            return subprocess.call(command, env={**os.environ, **env})
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
