@@ -56,7 +56,8 @@ from oceantaco.synthetic_grids import GRIDDED_PRODUCTS, write_product_day
 from oceantaco.synthetic_sparse import swot_day, write_swot_pass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from run_with_prefect import prefect_server  # tests/ holds the local servers
+from process_tree import descendants, is_format_worker, kib_field, read_proc  # tests/ holds the helpers
+from run_with_prefect import prefect_server
 from services import start_ftp_server, start_moto_s3
 
 DAYS = [dt.date(2024, 5, 14), dt.date(2024, 5, 15)]
@@ -121,36 +122,6 @@ class Peaks:
     scratch: int = 0  # bytes on disk under TMPDIR
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:  # the process ended meanwhile
-        return ""
-
-
-def _tree(root: int) -> list[int]:
-    children = defaultdict(list)
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            stat = _read(f"/proc/{name}/stat")
-            if stat:
-                children[int(stat.rsplit(")", 1)[1].split()[1])].append(int(name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo += children[pid]
-    return tree
-
-
-def _kb(text: str, key: str) -> int:
-    for line in text.splitlines():
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def _disk_bytes(folder: Path) -> int:
     total = 0
     for base, _, files in os.walk(folder):
@@ -162,20 +133,20 @@ def _disk_bytes(folder: Path) -> int:
 
 def _sample(child: int, scratch: Path, peaks: Peaks) -> None:
     rss = pss = workers = 0
-    for pid in _tree(child):
-        status, cmdline = _read(f"/proc/{pid}/status"), _read(f"/proc/{pid}/cmdline")
+    for pid in descendants(child):
+        status = read_proc(pid, "status")
         if not status:
             continue
-        rss += _kb(status, "VmRSS:")
-        pss += _kb(_read(f"/proc/{pid}/smaps_rollup"), "Pss:")
-        if "spawn_main" in cmdline:
+        rss += kib_field(status, "VmRSS:")
+        pss += kib_field(read_proc(pid, "smaps_rollup"), "Pss:")
+        if is_format_worker(pid):
             role = "format worker"
             workers += 1
         elif pid == child:
             role = "chunk flow"
         else:
-            role = cmdline.replace("\0", " ")[:60]
-        peaks.hwm[pid] = max(peaks.hwm.get(pid, (0, role)), (_kb(status, "VmHWM:"), role))
+            role = read_proc(pid, "cmdline").replace("\0", " ")[:60]
+        peaks.hwm[pid] = max(peaks.hwm.get(pid, (0, role)), (kib_field(status, "VmHWM:"), role))
     peaks.rss, peaks.pss = max(peaks.rss, rss), max(peaks.pss, pss)
     peaks.workers = max(peaks.workers, workers)
     peaks.scratch = max(peaks.scratch, _disk_bytes(scratch))

@@ -39,7 +39,6 @@ from uuid import UUID
 
 import httpx
 import numpy as np
-from measure import PREFECT, stop_process
 from prefect import Flow, flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
@@ -50,7 +49,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from oceantaco.chunks import split_days
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from run_with_prefect import prefect_server  # the local server the tests use too
+from run_with_prefect import prefect_server  # the local server and helpers the tests use too
+from services import PREFECT, stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "bench-fanout"
@@ -174,7 +174,7 @@ def _worker(env: dict[str, str], limit: int, log: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            stop_process(worker, waits=(5.0, 15.0))
+            stop_process_group(worker, waits=(5.0, 15.0))
 
 
 def _run(n: int, max_parallel: int, scratch: Path) -> Result:

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
-
-PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
 def peak_rss_mb() -> float:
@@ -32,15 +25,3 @@ def warm_up() -> None:
     from oceantaco.encoding import to_netcdf_bytes
 
     to_netcdf_bytes(xr.Dataset({"x": ("x", np.zeros(2))}), {})
-
-
-def stop_process(process: subprocess.Popen, waits: tuple[float, ...] = (20.0,)) -> None:
-    """SIGINT (once per entry of ``waits``, waiting that long each), then SIGKILL to its process group."""
-    for wait in waits:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=wait)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()

@@ -149,8 +149,9 @@ def pipeline(
             timings=timings,
             chunks=outcomes,
         )
-    problems = [m for m in (failure_message(records.download, records.format),) if m]
-    problems += [f"chunk {line}" for line in chunk_summary(outcomes)]
+    problems = [f"chunk {line}" for line in chunk_summary(outcomes)]
+    if failed := failure_message(records.download, records.format):
+        problems.insert(0, failed)
     if problems:
         raise RuntimeError("; ".join(problems) + "; the rest is published (see the run summary artifact)")
     return records.build

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 import pandas as pd
 
+from oceantaco.chunks import chunk_summary
 from oceantaco.regions import REGION_NAMES
 
 if TYPE_CHECKING:
@@ -188,8 +189,6 @@ def failure_message(download: DownloadReport | None, format: FormatReport | None
 
 
 def _chunk_rows(chunks: Sequence[ChunkOutcome]) -> tuple[list[tuple[str, object]], list[str]]:
-    from oceantaco.chunks import chunk_summary
-
     rows: list[tuple[str, object]] = [
         ("chunks", f"{len(chunks):,}"),
         ("completed", f"{sum(c.ok for c in chunks):,}"),

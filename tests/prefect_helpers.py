@@ -7,9 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +27,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import Artifact, FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
+from services import PREFECT, stop_process_group
 
 from oceantaco import prefect_setup
 from oceantaco.inventory import read_inventory
@@ -38,7 +37,6 @@ from oceantaco.synthetic import MirrorManifest, build_mirror
 from oceantaco.taco import read_slots
 
 REPO = Path(__file__).resolve().parents[1]
-PREFECT = str(Path(sys.executable).parent / "prefect")
 TINY_DAY = dt.date(2024, 1, 31)
 
 
@@ -89,14 +87,7 @@ def process_worker(
         try:
             yield worker
         finally:
-            for wait in (5.0, 15.0):  # the first SIGINT announces the shutdown, the second ends it
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGINT)
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        worker.wait(timeout=wait)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+            stop_process_group(worker, waits=(5.0, 15.0))
 
 
 def subflow_runs(parent: UUID | str) -> dict[str, list[FlowRun]]:

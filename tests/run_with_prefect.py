@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from services import free_port
+from services import PREFECT, free_port, stop_process_group
 
 START_TIMEOUT = 180.0
 
@@ -50,10 +49,9 @@ def prefect_server() -> Iterator[dict[str, str]]:
         "PREFECT_UI_API_URL": api_url,
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
-    prefect = str(Path(sys.executable).parent / "prefect")
     log = open(home / "server.log", "wb")  # noqa: SIM115  (closed in finally)
     server = subprocess.Popen(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -72,12 +70,7 @@ def prefect_server() -> Iterator[dict[str, str]]:
         print(f"Prefect server ready at {api_url} in {time.monotonic() - started:.1f} s", flush=True)
         yield {**env, "PREFECT_API_URL": api_url}
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server)
         log.close()
         shutil.rmtree(home, ignore_errors=True)
 

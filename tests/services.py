@@ -16,6 +16,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -61,11 +62,28 @@ class Service:
         self.stop()
 
 
+PREFECT = str(Path(sys.executable).parent / "prefect")  # the CLI of the running virtualenv
+
+
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stop_process_group(process: subprocess.Popen, waits: tuple[float, ...] = (20.0,)) -> None:
+    """SIGINT (once per entry of ``waits``, waiting that long each: Prefect's CLI announces its shutdown on
+    the first and ends on the second), then SIGKILL to the process group it leads, so nothing it started
+    outlives it."""
+    for wait in waits:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=wait)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _venv_executable(name: str) -> str:

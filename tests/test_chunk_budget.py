@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from prefect_helpers import REPO
+from process_tree import descendants, is_format_worker, kib_field, read_proc
 
 from oceantaco.resources import GIB
 from oceantaco.steps import Roots
@@ -30,41 +30,6 @@ RUN_CHUNK = (
     "if __name__ == '__main__':\n"
     "    chunk_flow(dt.date.fromisoformat(sys.argv[1]), dt.date.fromisoformat(sys.argv[2]), sys.argv[3])\n"
 )
-
-
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _is_format_worker(pid: int) -> bool:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return False
-    return b"multiprocessing.spawn" in command and b"resource_tracker" not in command
 
 
 def test_a_chunk_runs_at_most_one_format_process_per_cpu_and_stays_under_its_memory_limit(tmp_path):
@@ -90,9 +55,9 @@ def test_a_chunk_runs_at_most_one_format_process_per_cpu_and_stays_under_its_mem
     )
     workers = peak_rss = samples = 0
     while chunk.poll() is None:
-        tree = _tree(chunk.pid)
-        workers = max(workers, sum(_is_format_worker(pid) for pid in tree))
-        peak_rss = max(peak_rss, sum(_rss_bytes(pid) for pid in tree))
+        tree = descendants(chunk.pid)
+        workers = max(workers, sum(is_format_worker(pid) for pid in tree))
+        peak_rss = max(peak_rss, sum(kib_field(read_proc(pid, "status"), "VmRSS:") for pid in tree))
         samples += 1
         time.sleep(0.05)
     log.close()
